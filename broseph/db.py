@@ -1,0 +1,51 @@
+"""
+Connection helpers (psycopg 3): one place that knows how settings map to connection options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+
+from broseph.settings import Settings
+
+
+class DatabaseNotConfigured(RuntimeError):
+    """
+    No DATABASE_URL: only `broseph demo` can do without one (it starts an embedded server).
+    """
+
+
+def database_url(settings: Settings) -> str:
+    """
+    The configured URL, or a clear error telling the operator what to set.
+    """
+    if not settings.database_url:
+        raise DatabaseNotConfigured(
+            "DATABASE_URL is not set (see .env.example); `broseph demo` runs without one."
+        )
+    return settings.database_url
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """
+    Options every connection gets. Transaction poolers (Supavisor :6543, PgBouncer) cannot
+    keep server-side prepared statements, so PREPARED_STATEMENTS=false turns them off.
+    """
+    return {} if settings.prepared_statements else {"prepare_threshold": None}
+
+
+async def connect(
+    settings: Settings, *, url: str | None = None, autocommit: bool = False
+) -> psycopg.AsyncConnection[DictRow]:
+    """
+    One connection returning dict rows; the caller owns its transaction.
+    """
+    return await psycopg.AsyncConnection.connect(
+        url or database_url(settings),
+        autocommit=autocommit,
+        row_factory=dict_row,
+        **connection_kwargs(settings),
+    )

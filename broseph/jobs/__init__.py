@@ -1,0 +1,26 @@
+"""
+The catalogue of job types. A new job type = one module here + one line in `_MODULES`.
+"""
+
+from __future__ import annotations
+
+from broseph.jobs import process_engagement
+from broseph.jobs.base import JobType, Periodic
+
+_MODULES = (process_engagement,)
+
+CATALOGUE: dict[str, JobType] = {m.JOB.name: m.JOB for m in _MODULES}
+PERIODIC: tuple[Periodic, ...] = tuple(p for m in _MODULES for p in getattr(m, "PERIODIC", ()))
+
+
+class UnknownJobType(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown job type {name!r} (known: {', '.join(sorted(CATALOGUE))})")
+        self.name = name
+
+
+def get(name: str) -> JobType:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise UnknownJobType(name) from None

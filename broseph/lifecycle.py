@@ -1,0 +1,157 @@
+"""
+The one job lifecycle every job type runs through.
+
+    load the record → validate its params → run the handler with a progress reporter → done
+
+Status changes are NOT written here: the queue row moves (procrastinate fetch / finish / retry)
+and the trigger in migrations/0003 moves the record in the same transaction. This module writes
+only what the queue row cannot carry — the reason of a failure, progress, a result — and logs
+`job_start`, `job_complete` (duration_ms) and `job_failed` (attempt, error, retrying).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from typing import Any
+
+import procrastinate
+import structlog
+from procrastinate import exceptions, job_context
+from procrastinate.retry import RetryDecision
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
+
+from broseph import records, services
+from broseph.errors import PermanentJobError
+from broseph.jobs.base import JobRun, JobType
+from broseph.logs import scrub
+from broseph.retry import JobRetry, budget
+
+logger = structlog.get_logger("broseph.job")
+
+
+def register(app: procrastinate.App, job_type: JobType) -> None:
+    """
+    Register one job type as a procrastinate task running the shared lifecycle.
+    """
+    strategy = JobRetry(job_type)
+
+    async def task(context: job_context.JobContext, /, **kwargs: Any) -> None:
+        await run(job_type, strategy, context, kwargs)
+
+    task.__name__ = task.__qualname__ = job_type.name
+    app.task(name=job_type.name, queue=job_type.queue, pass_context=True, retry=strategy)(task)
+
+
+async def run(
+    job_type: JobType,
+    strategy: JobRetry,
+    context: job_context.JobContext,
+    kwargs: dict[str, Any],
+) -> None:
+    job = context.job
+    log = logger.bind(job_type=job_type.name, job_id=job.id, attempt=job.attempts + 1)
+    svc = services.for_app(context.app)
+    started = time.perf_counter()
+    record_id: uuid.UUID | None = None
+    try:
+        record_id = _record_id(kwargs)
+        log = log.bind(record_id=str(record_id))
+        run_ = await _prepare(job_type, svc, record_id, context, log)
+        payload = _payload(job_type, run_, kwargs)
+        log.info("job_start", source=run_.source, max_attempts=run_.max_attempts)
+        await job_type.handle(run_, payload)
+        if run_.result:
+            await records.note_result(svc.pool, record_id, Jsonb(run_.result))
+    except BaseException as exc:
+        await _failed(job_type, strategy, context, record_id, exc, log, started, svc)
+        raise
+    log.info("job_complete", duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def _record_id(kwargs: dict[str, Any]) -> uuid.UUID:
+    raw = kwargs.get("record_id")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise PermanentJobError(
+            f"queue row has no valid record_id ({raw!r}); enqueue through broseph.enqueue"
+        ) from None
+
+
+async def _prepare(
+    job_type: JobType,
+    svc: services.Services,
+    record_id: uuid.UUID,
+    context: job_context.JobContext,
+    log: structlog.stdlib.BoundLogger,
+) -> JobRun:
+    record = await records.load(svc.pool, record_id)
+    if record is None:
+        raise PermanentJobError(f"job record {record_id} not found (deleted?)")
+    return JobRun(
+        record_id=record_id,
+        job_type=job_type.name,
+        attempt=context.job.attempts + 1,
+        max_attempts=budget(job_type, context.job.task_kwargs).max_attempts,
+        source=record.source,
+        services=svc,
+        log=log,
+        progress=records.progress_reporter(svc.pool, record_id),
+        should_abort=context.should_abort,
+        params=record.params,
+    )
+
+
+def _payload(job_type: JobType, run_: JobRun, kwargs: dict[str, Any]) -> Any:
+    # The database is the source of truth: the record's params, not the queue copy, are used.
+    try:
+        return job_type.payload.model_validate(run_.params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PermanentJobError(f"invalid params: {problems}") from None
+
+
+async def _failed(
+    job_type: JobType,
+    strategy: JobRetry,
+    context: job_context.JobContext,
+    record_id: uuid.UUID | None,
+    exc: BaseException,
+    log: structlog.stdlib.BoundLogger,
+    started: float,
+    svc: services.Services,
+) -> None:
+    error = scrub(f"{type(exc).__name__}: {exc}")[:2000]
+    aborted = isinstance(exc, exceptions.JobAborted)
+    decision = (
+        strategy.get_retry_decision(exception=exc, job=context.job)
+        if not aborted or context.abort_reason() == job_context.AbortReason.SHUTDOWN
+        else None
+    )
+    if record_id is not None:
+        try:
+            await records.note_error(svc.pool, record_id, error)
+        except Exception as note_exc:  # the database may be the very thing that failed
+            log.warning("job_error_not_recorded", error=scrub(str(note_exc))[:500])
+    log.warning(
+        "job_failed",
+        error=error,
+        retrying=decision is not None,
+        retry_in_seconds=_retry_seconds(decision),
+        permanent=isinstance(exc, PermanentJobError),
+        aborted=aborted,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def _retry_seconds(decision: RetryDecision | None) -> float | None:
+    if decision is None or decision.retry_at is None:
+        return None
+    delta = decision.retry_at - datetime.datetime.now(datetime.UTC)
+    return round(max(delta.total_seconds(), 0.0), 1)

@@ -1,0 +1,118 @@
+"""
+Logging: structlog for our events, stdlib logging (procrastinate, httpx) routed through it.
+
+Secrets never reach logs: values under sensitive keys are replaced, and anything that looks like
+an API key or bearer token inside a string is scrubbed — whatever the call site passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Keys whose values are secret or private wherever they appear (device tokens, FCM ids, API keys,
+# message bodies). Matching is case-insensitive on the whole key.
+SENSITIVE_KEYS = frozenset(
+    {
+        "token",
+        "device_token",
+        "identifier",
+        "fid",
+        "api_key",
+        "openai_api_key",
+        "authorization",
+        "password",
+        "secret",
+        "credentials",
+        "body",
+        "message_body",
+        "message_text",
+    }
+)
+REDACTED = "[redacted]"
+_SECRET_PATTERNS = (
+    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]+"),
+    re.compile(r"postgres(?:ql)?://[^:@/\s]+:[^@/\s]+@"),
+)
+
+
+def scrub(text: str) -> str:
+    """
+    Remove API keys, bearer tokens and URL passwords from free text (error messages).
+    """
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """
+    structlog processor: the last line of defence for invariant 6 (secrets never reach logs).
+    """
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact(event_dict[key])
+    return event_dict
+
+
+def configure(log_format: str = "console", level: str = "INFO") -> None:
+    """
+    Configure structlog and the stdlib root logger once per process.
+    """
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs full request URLs at INFO; keep it at WARNING.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,48 @@
+-- name: demo_group
+-- One demo group (time zone varies) — returns its id.
+INSERT INTO public.groups (name, time_zone) VALUES (%(name)s, %(time_zone)s) RETURNING id;
+
+-- name: demo_member
+-- One demo member with a profile in the group's time zone.
+WITH p AS (
+    INSERT INTO public.profiles (display_name, time_zone)
+    VALUES (%(name)s, %(time_zone)s) RETURNING id
+)
+INSERT INTO public.group_members (group_id, user_id, role)
+SELECT %(group_id)s, p.id, %(role)s FROM p RETURNING user_id;
+
+-- name: demo_messages
+-- A day of chatter: %(count)s messages from random members, spread over the last 30 hours.
+INSERT INTO public.messages (group_id, sender_id, body, created_at)
+SELECT %(group_id)s,
+       (SELECT user_id FROM public.group_members
+         WHERE group_id = %(group_id)s ORDER BY random() + g * 0 LIMIT 1),
+       'demo message ' || g,
+       now() - (random() * interval '30 hours')
+  FROM generate_series(1, %(count)s) AS g;
+
+-- name: demo_debounce
+-- The demo shortens the messages trigger's debounce so its jobs start within a second.
+UPDATE broseph.job_types SET coalesce_delay = interval '1 second' WHERE coalesce_fields IS NOT NULL;
+
+-- name: demo_jobs_by_status
+-- Job records of the demo run, by type and status.
+SELECT job_type, status, count(*) AS jobs, max(attempts) AS max_attempts
+  FROM broseph.job_records
+ WHERE created_at >= %(since)s
+ GROUP BY job_type, status
+ ORDER BY job_type, status;
+
+-- name: demo_unfinished
+-- Demo jobs not finished yet (pending, processing or retrying).
+SELECT count(*) AS n FROM broseph.job_records
+ WHERE created_at >= %(since)s AND status IN ('pending', 'processing', 'retrying');
+
+-- name: demo_engagement
+-- The engagement table the demo filled.
+SELECT g.name AS group_name, g.time_zone, e.local_date, e.message_count, e.active_members,
+       e.member_count, e.messages_per_member, e.prompt_response_rate
+  FROM public.group_engagement_daily e
+  JOIN public.groups g ON g.id = e.group_id
+ WHERE e.computed_at >= %(since)s
+ ORDER BY g.name, e.local_date;

@@ -1,0 +1,139 @@
+"""
+Shared fixtures: a real Postgres, a migrated template cloned per test, and an in-process worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import procrastinate
+import psycopg
+import pytest
+from psycopg.rows import DictRow, dict_row
+
+from broseph import migrate, services, worker
+from broseph.settings import Settings
+from tests import pg
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> Iterator[str]:
+    with pg.server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    """
+    A database migrated once per session; tests clone it (CREATE DATABASE … TEMPLATE).
+    """
+    name = pg.create_database(admin_url, prefix="btpl")
+    asyncio.run(migrate.migrate(pg.with_dbname(admin_url, name)))
+    yield name
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    """
+    A fresh, fully migrated database for this test only.
+    """
+    name = pg.create_database(admin_url, template=template_db)
+    yield pg.with_dbname(admin_url, name)
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=db_url,
+        worker_concurrency=4,
+        poll_interval=0.5,
+        heartbeat_interval=1.0,
+        shutdown_timeout=5.0,
+    )
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+    """
+    An autocommit connection for arranging and asserting (not for the code under test).
+    """
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, row_factory=dict_row
+    ) as connection:
+        yield connection
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[procrastinate.App]:
+    """
+    A broseph app on the test database, opened, with services installed.
+    """
+    application = worker.create_app(settings)
+    async with application.open_async():
+        services.install(application, services.build(settings, services.pool_of(application)))
+        yield application
+
+
+class RunningWorker:
+    def __init__(self, app: procrastinate.App, task: asyncio.Task[None]) -> None:
+        self.app = app
+        self.task = task
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+async def start_worker(
+    app: procrastinate.App,
+) -> AsyncIterator[Callable[..., Awaitable[RunningWorker]]]:
+    """
+    Start the in-process worker (options override the settings' defaults); stopped at teardown.
+    """
+    running: list[RunningWorker] = []
+
+    async def start(**options: Any) -> RunningWorker:
+        opts: dict[str, Any] = {"install_signal_handlers": False, "wait": True, **options}
+        task = asyncio.create_task(app.run_worker_async(**opts))
+        await asyncio.sleep(0.2)  # let it register and LISTEN
+        if task.done():
+            task.result()
+        handle = RunningWorker(app, task)
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        await handle.stop()
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], *, within: float = 15.0, interval: float = 0.05
+) -> None:
+    """
+    Poll until the predicate holds; fail the test with a clear message after `within` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    """
+    The current environment plus overrides, for subprocess tests.
+    """
+    env = dict(os.environ)
+    env.update(extra)
+    return env
