@@ -23,7 +23,7 @@ from procrastinate.retry import RetryDecision
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from broseph import records, services
+from broseph import metrics, records, services
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import JobRun, JobType
 from broseph.logs import scrub
@@ -68,7 +68,10 @@ async def run(
     except BaseException as exc:
         await _failed(job_type, strategy, context, record_id, exc, log, started, svc)
         raise
-    log.info("job_complete", duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    elapsed = time.perf_counter() - started
+    metrics.JOBS.labels(job_type.name, "completed").inc()
+    metrics.JOB_DURATION.labels(job_type.name).observe(elapsed)
+    log.info("job_complete", duration_ms=round(elapsed * 1000, 1))
 
 
 def _record_id(kwargs: dict[str, Any]) -> uuid.UUID:
@@ -139,6 +142,10 @@ async def _failed(
             await records.note_error(svc.pool, record_id, error)
         except Exception as note_exc:  # the database may be the very thing that failed
             log.warning("job_error_not_recorded", error=scrub(str(note_exc))[:500])
+    elapsed = time.perf_counter() - started
+    outcome = "retrying" if decision else ("cancelled" if aborted else "failed")
+    metrics.JOBS.labels(job_type.name, outcome).inc()
+    metrics.JOB_DURATION.labels(job_type.name).observe(elapsed)
     log.warning(
         "job_failed",
         error=error,
@@ -146,7 +153,7 @@ async def _failed(
         retry_in_seconds=_retry_seconds(decision),
         permanent=isinstance(exc, PermanentJobError),
         aborted=aborted,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        duration_ms=round(elapsed * 1000, 1),
     )
 
 
