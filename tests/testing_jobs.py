@@ -1,0 +1,62 @@
+"""
+Test-only job types, registered on a test app and in the test database's registry — never in the
+production catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, ClassVar
+
+import procrastinate
+import psycopg
+from psycopg.types.json import Jsonb
+
+from broseph import lifecycle
+from broseph.jobs.base import JobPayload, JobRun, JobType, field_spec
+
+
+class Probe(JobPayload):
+    job_type: ClassVar[str] = "TestProbe"
+    group_id: uuid.UUID
+
+
+async def _always_fails(run: JobRun, payload: Probe) -> None:
+    await run.progress(10, "about to fail")
+    raise RuntimeError(f"boom on attempt {run.attempt}")
+
+
+async def _sleeps(run: JobRun, payload: Probe) -> None:
+    await asyncio.sleep(float(run.services.settings.poll_interval))
+
+
+FAILING = JobType(
+    name="TestAlwaysFails",
+    payload=Probe,
+    handle=_always_fails,
+    queue="test",
+    max_attempts=3,
+    backoff_base_seconds=0.2,
+)
+SLEEPING = JobType(name="TestSleeps", payload=Probe, handle=_sleeps, queue="test")
+
+
+async def install(
+    app: procrastinate.App, conn: psycopg.AsyncConnection[Any], job_type: JobType
+) -> None:
+    """
+    Register a test job type on the app and in the database's registry.
+    """
+    lifecycle.register(app, job_type)
+    await conn.execute(
+        "INSERT INTO broseph.job_types (name, task_name, queue, fields, max_attempts) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (
+            job_type.name,
+            job_type.name,
+            job_type.queue,
+            Jsonb(field_spec(Probe)),
+            job_type.max_attempts,
+        ),
+    )
