@@ -35,10 +35,11 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+# (pattern, replacement): the replacement keeps what helps debugging (scheme, user, host).
 _SECRET_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]+"),
-    re.compile(r"postgres(?:ql)?://[^:@/\s]+:[^@/\s]+@"),
+    (re.compile(r"sk-[A-Za-z0-9_\-]{8,}"), REDACTED),
+    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]+"), REDACTED),
+    (re.compile(r"(\w+://[^:@/\s]+:)[^@/\s]+@"), rf"\g<1>{REDACTED}@"),
 )
 
 
@@ -46,8 +47,8 @@ def scrub(text: str) -> str:
     """
     Remove API keys, bearer tokens and URL passwords from free text (error messages).
     """
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(REDACTED, text)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 

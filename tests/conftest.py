@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import procrastinate
@@ -128,6 +130,14 @@ async def wait_until(
         if loop.time() > deadline:
             pytest.fail(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+def venv_bin(name: str) -> Path:
+    """
+    A console script installed in the running interpreter's environment (CI does not activate
+    the venv, so PATH alone would not find it).
+    """
+    return Path(sys.executable).parent / name
 
 
 def env_with(**extra: str) -> dict[str, str]:

@@ -1,0 +1,61 @@
+"""
+Invariant 6: secrets never reach logs, whatever a call site passes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from broseph import logs
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """
+    logs.configure() changes process-wide state; later tests rely on structlog's defaults
+    (capture_logs) and on pytest's own log handlers.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_sensitive_keys_and_embedded_secrets_are_redacted(capsys):
+    logs.configure("json", "INFO")
+    log = structlog.get_logger("test")
+    log.info(
+        "push_sent",
+        token="fcm-device-token-123",
+        body="see you at 8, the door code is 4411",
+        api_key="sk-live-abcdefghijklmnop",
+        nested={"identifier": "fid-777", "count": 3},
+        error="401 from https://api.openai.com: Bearer sk-proj-zzzzzzzzzzzz rejected",
+        group_id="g-1",
+    )
+    logging.getLogger("procrastinate").info(
+        "connect postgresql://app:s3cr3t@db.example:5432/x failed"
+    )
+    out = capsys.readouterr().err.strip().splitlines()
+    event = json.loads(out[0])
+    for secret in ("fcm-device-token-123", "door code", "sk-live", "fid-777", "sk-proj", "s3cr3t"):
+        assert secret not in "\n".join(out), secret
+    assert event["token"] == event["body"] == event["api_key"] == logs.REDACTED
+    assert event["nested"] == {"identifier": logs.REDACTED, "count": 3}
+    assert event["group_id"] == "g-1" and event["event"] == "push_sent"
+    assert (
+        json.loads(out[1])["event"]
+        == "connect postgresql://app:[redacted]@db.example:5432/x failed"
+    )
+
+
+def test_console_format_also_redacts(capsys):
+    logs.configure("console", "INFO")
+    structlog.get_logger("test").warning("x", token="tok-abc")
+    assert "tok-abc" not in capsys.readouterr().err

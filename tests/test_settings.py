@@ -1,0 +1,43 @@
+"""
+Every setting is documented in .env.example, and .env.example names nothing that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from broseph.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def documented() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_every_setting_is_in_env_example_and_nothing_else():
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(documented()) == fields
+
+
+def test_every_documented_setting_has_a_comment():
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):
+            assert lines[i - 1].startswith("#"), f"{line} has no comment above it"
+
+
+def test_env_example_values_parse(monkeypatch):
+    for name, value in documented().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.ingress_queues == ["broseph-jobs"]
+    assert settings.worker_queues == []
+    assert settings.metrics_port is None
+    assert settings.listen_notify is True
