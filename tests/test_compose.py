@@ -25,8 +25,7 @@ def test_services_and_healthchecks():
     assert services["worker"]["healthcheck"]["test"][-2:] == ["broseph", "health"]
     assert services["worker"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert (
-        services["worker"]["depends_on"]["migrate"]["condition"]
-        == "service_completed_successfully"
+        services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     )
     assert "broseph migrate" in services["migrate"]["command"]
     assert "broseph worker" in services["worker"]["command"]
