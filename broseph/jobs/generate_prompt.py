@@ -1,0 +1,330 @@
+"""
+GeneratePrompt: one group's conversation prompt for one local day, and the fan-out that asks for it.
+
+Natural key: (group_id, local_date) in public.prompts — the INSERT does nothing on conflict, so a
+re-run (a retry after a crash between storing and completing, a second job for the same day)
+stores nothing new. Enqueued by the `prompt_fanout` periodic task below (idempotency key
+`prompt:<group_id>:<local_date>`) for every active group whose local time has reached
+PROMPT_HOUR, and by anything else that wants a group's prompt now.
+
+The AI policy, in one place (`_generate`):
+  no API key                  → the offline bank (the default, not a fallback: no warning)
+  transient (429, 5xx, timeout, connection)
+                              → raise: the job retries with backoff; on its LAST attempt, the bank
+  permanent (401, 403, 400, insufficient_quota)
+                              → the bank at once
+  unusable output (bad JSON, empty, too long, a repeat of the last 30)
+                              → one regeneration, then the bank
+Every fallback records source 'offline' on the prompt and logs a `prompt_fallback` warning.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import croniter
+import psycopg
+from psycopg.rows import dict_row
+
+from broseph import enqueue, sql
+from broseph.errors import PermanentJobError, RetryableJobError
+from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
+from broseph.providers.ai import (
+    MAX_SAMPLE_MESSAGES,
+    AIOutputError,
+    AIPermanentError,
+    AITransientError,
+    PromptContext,
+    PromptDraft,
+    PromptGenerator,
+    normalize_prompt,
+)
+from broseph.services import Services
+from broseph.settings import Settings
+
+ACTIVITY_DAYS = 7
+
+
+class GeneratePrompt(JobPayload):
+    job_type: ClassVar[str] = "GeneratePrompt"
+
+    group_id: uuid.UUID
+    # The local date travels in the payload because "today" is not stable: a job enqueued at
+    # 23:50 in the group's time zone may run — or be retried after a crash or a rate limit — after
+    # midnight. Deriving the date at run time would then store the prompt under the NEXT day
+    # (whose own job would find it taken) and leave the intended day empty, while the idempotency
+    # key `prompt:<group>:<date>` would name one day and the stored row another. Fixed at enqueue,
+    # the key, the payload and the stored row always agree. It is optional for producers that only
+    # know the group: the handler then uses the group's local date at the record's created_at
+    # (enqueue time), which no retry can move either.
+    local_date: datetime.date | None = None
+
+
+def idempotency_key(group_id: uuid.UUID, local_date: datetime.date) -> str:
+    """
+    The key every producer of a group's daily prompt uses (the fan-out query builds the same).
+    """
+    return f"prompt:{group_id}:{local_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class _Group:
+    name: str
+    active: bool
+    local_date: datetime.date
+    member_count: int
+
+
+# --- the handler --------------------------------------------------------------------------------
+
+
+async def handle(run: JobRun, payload: GeneratePrompt) -> None:
+    group = await _load_group(run, payload)
+    local_date = group.local_date
+    run.result = {"local_date": local_date.isoformat()}
+    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("prompt_for_day"), {"group_id": payload.group_id, "local_date": local_date}
+        )
+        existing = await cur.fetchone()
+    if existing is not None:
+        # A re-run (e.g. after a crash between storing and completing): no AI call, no write.
+        await run.progress(100, "already stored")
+        run.result.update(stored=False, prompt_id=str(existing["id"]), source=existing["source"])
+        return
+    if not group.active:
+        await run.progress(100, "group inactive")
+        run.result.update(stored=False, skipped="group inactive")
+        return
+    ctx = await _context(run, payload.group_id, group)
+    await run.progress(30, "context loaded")
+    draft, source = await _generate(run, payload.group_id, ctx)
+    await run.progress(70, "generated")
+    prompt_id = await _store(run, payload.group_id, local_date, draft, source)
+    await run.progress(90, "stored" if prompt_id else "already stored")
+    run.result.update(stored=prompt_id is not None, source=source, category=draft.category)
+    if prompt_id is not None:
+        run.result["prompt_id"] = str(prompt_id)
+
+
+async def _load_group(run: JobRun, payload: GeneratePrompt) -> _Group:
+    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("prompt_group"),
+            {
+                "group_id": payload.group_id,
+                "local_date": payload.local_date,
+                "record_id": run.record_id,
+            },
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise PermanentJobError(f"group {payload.group_id} not found")
+    return _Group(**row)
+
+
+async def _context(run: JobRun, group_id: uuid.UUID, group: _Group) -> PromptContext:
+    """
+    What the prompt writer may know: current DB state, and message text only when allowed.
+    """
+    params: dict[str, Any] = {"group_id": group_id, "local_date": group.local_date}
+    send_text = run.services.ai is not None and run.services.settings.ai_send_message_text
+    samples: list[str] = []
+    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("recent_prompts"), params)
+        recent = [row["text"] for row in await cur.fetchall()]
+        await cur.execute(sql.query("prompt_activity"), params)
+        activity = await cur.fetchone()
+        if send_text:
+            await cur.execute(
+                sql.query("prompt_sample_messages"), {**params, "limit": MAX_SAMPLE_MESSAGES}
+            )
+            samples = [row["body"] for row in await cur.fetchall()]
+    assert activity is not None
+    return PromptContext(
+        group_name=group.name,
+        member_count=group.member_count,
+        local_date=group.local_date,
+        recent_prompts=recent,
+        activity=(
+            f"{activity['messages']} messages from {activity['senders']} of "
+            f"{group.member_count} members in the last {ACTIVITY_DAYS} days"
+        ),
+        sample_messages=samples,
+    )
+
+
+async def _generate(
+    run: JobRun, group_id: uuid.UUID, ctx: PromptContext
+) -> tuple[PromptDraft, str]:
+    """
+    The prompt and its source ('openai' | 'offline'), by the policy in the module docstring.
+    """
+    ai = run.services.ai
+    if ai is None:
+        return _offline(run, group_id, ctx), "offline"
+    try:
+        return await _ask(run, ai, ctx), "openai"
+    except AITransientError as err:
+        if not run.is_last_attempt:
+            # The lifecycle logs job_failed and the record shows 'retrying' with this reason.
+            raise RetryableJobError(f"AI unavailable: {err.reason}") from None
+        reason, detail = "transient_error_on_last_attempt", err.reason
+    except AIPermanentError as err:
+        reason, detail = "permanent_error", err.reason
+    except AIOutputError as err:
+        reason, detail = "unusable_output", err.reason
+    run.log.warning(
+        "prompt_fallback",
+        reason=reason,
+        error=detail,
+        group_id=str(group_id),
+        local_date=ctx.local_date.isoformat(),
+        attempt=run.attempt,
+    )
+    run.result["fallback_reason"] = f"{reason}: {detail}"
+    return _offline(run, group_id, ctx), "offline"
+
+
+async def _ask(run: JobRun, ai: PromptGenerator, ctx: PromptContext) -> PromptDraft:
+    """
+    The AI's prompt; an unusable one is asked for once more before giving up.
+    """
+    try:
+        return _usable(await ai.generate(ctx), ctx)
+    except AIOutputError as err:
+        run.log.info("prompt_regenerate", error=err.reason)
+    return _usable(await ai.generate(ctx), ctx)
+
+
+def _usable(draft: PromptDraft, ctx: PromptContext) -> PromptDraft:
+    # The OpenAI adapter checks repeats itself; checked again here so the rule holds for any
+    # PromptGenerator, not just that one.
+    recent = {normalize_prompt(text) for text in ctx.recent_prompts}
+    if normalize_prompt(draft.text) in recent:
+        raise AIOutputError("repeat of a recent prompt")
+    return draft
+
+
+def _offline(run: JobRun, group_id: uuid.UUID, ctx: PromptContext) -> PromptDraft:
+    return run.services.prompt_bank.pick(
+        group_id=group_id, local_date=ctx.local_date, recent_prompts=ctx.recent_prompts
+    )
+
+
+async def _store(
+    run: JobRun, group_id: uuid.UUID, local_date: datetime.date, draft: PromptDraft, source: str
+) -> uuid.UUID | None:
+    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("store_prompt"),
+            {
+                "group_id": group_id,
+                "local_date": local_date,
+                "text": draft.text,
+                "category": draft.category,
+                "follow_up": draft.follow_up,
+                "source": source,
+            },
+        )
+        row = await cur.fetchone()
+    return uuid.UUID(str(row["id"])) if row else None
+
+
+# --- the periodic fan-out -----------------------------------------------------------------------
+
+
+async def fan_out(services: Services, timestamp: int) -> int:
+    """
+    Enqueue GeneratePrompt for every group due at the tick; returns how many jobs it sent.
+
+    Each chunk of FANOUT_CHUNK_SIZE groups is its own transaction: a crash halfway leaves the
+    committed chunks' jobs in place and the next tick finds the rest. Two workers ticking at
+    once, or a re-run of a tick, send the same keys, which add no job (enqueue takes the keys
+    in sorted order, so two overlapping batches wait on each other rather than deadlock).
+    """
+    now = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    settings = services.settings
+    async with services.pool.connection() as conn:
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.query("prompt_fanout_targets"), {"now": now, "hour": settings.prompt_hour}
+            )
+            targets = [
+                GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
+                for row in await cur.fetchall()
+            ]
+        await _enqueue_chunks(conn, targets, settings.fanout_chunk_size)
+    return len(targets)
+
+
+async def enqueue_today(
+    conn: psycopg.AsyncConnection[Any], group_ids: list[uuid.UUID], *, source: str = "api"
+) -> list[uuid.UUID]:
+    """
+    Ask for each group's prompt for its local today now, whatever the hour (in the caller's
+    transaction); the same keys as the fan-out, so the schedule will not add a second job.
+    Returns the record ids in the order of `group_ids` (unknown groups are left out).
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("local_today"), {"group_ids": group_ids})
+        payloads = [
+            GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
+            for row in await cur.fetchall()
+        ]
+    keys = [idempotency_key(p.group_id, _date(p)) for p in payloads]
+    return await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source=source)
+
+
+async def _enqueue_chunks(
+    conn: psycopg.AsyncConnection[Any], targets: list[GeneratePrompt], chunk_size: int
+) -> None:
+    for start in range(0, len(targets), chunk_size):
+        chunk = targets[start : start + chunk_size]
+        async with conn.transaction():
+            await enqueue.enqueue_many(
+                conn,
+                chunk,
+                idempotency_keys=[idempotency_key(p.group_id, _date(p)) for p in chunk],
+                source="schedule",
+                chunk_size=chunk_size,
+            )
+
+
+def _date(payload: GeneratePrompt) -> datetime.date:
+    assert payload.local_date is not None  # producers in this module always set it
+    return payload.local_date
+
+
+def prompt_cron(settings: Settings) -> str:
+    """
+    PROMPT_CRON, checked to fire at least hourly: a group is due from the first tick at or after
+    its prompt hour, so a sparser cron would make whole time zones wait.
+    """
+    cron = str(settings.prompt_cron)
+    if not croniter.croniter.is_valid(cron):
+        raise ValueError(f"PROMPT_CRON={cron!r} is not a valid cron expression")
+    # croniter normalises full ranges ("0-23", "1-31") to "*": hours, days of month, months and
+    # weekdays must be "every", so the minutes listed (and a sixth, seconds field, if any) fire in
+    # each hour of each day.
+    _minutes, *every = croniter.croniter(cron).expanded[:5]
+    if any(field != ["*"] for field in every):
+        raise ValueError(f"PROMPT_CRON={cron!r} must fire in every hour of every day")
+    return cron
+
+
+JOB = JobType(
+    name=GeneratePrompt.job_type,
+    payload=GeneratePrompt,
+    handle=handle,
+    queue="prompts",
+    # 30 s, 60 s, 120 s between attempts: about 3.5 minutes of a rate-limited or failing API
+    # before the last attempt settles for the offline bank.
+    max_attempts=4,
+    backoff_base_seconds=30.0,
+)
+
+PERIODIC = (Periodic(name="prompt_fanout", cron=prompt_cron, run=fan_out),)

@@ -1,0 +1,97 @@
+-- name: prompt_group
+-- The group a GeneratePrompt job names, with the local date its prompt is for (NULL row when the
+-- group was deleted). The date is the payload's; without one it is the group's local date at the
+-- moment the job was ENQUEUED (the record's created_at), which no retry can move.
+SELECT g.name, g.active,
+       coalesce(%(local_date)s::date,
+                (coalesce(r.created_at, now()) AT TIME ZONE g.time_zone)::date) AS local_date,
+       (SELECT count(*) FROM public.group_members m WHERE m.group_id = g.id)::int AS member_count
+  FROM public.groups g
+  LEFT JOIN broseph.job_records r ON r.id = %(record_id)s
+ WHERE g.id = %(group_id)s;
+
+-- name: prompt_for_day
+-- The group's prompt for one local date, if it already has one (a re-run stops here).
+SELECT id, source FROM public.prompts
+ WHERE group_id = %(group_id)s AND local_date = %(local_date)s;
+
+-- name: recent_prompts
+-- The group's last 30 prompts, newest first: the AI is told to avoid them, the bank skips them.
+SELECT text FROM public.prompts
+ WHERE group_id = %(group_id)s AND local_date <> %(local_date)s
+ ORDER BY local_date DESC
+ LIMIT 30;
+
+-- name: prompt_activity
+-- Counts only — never message bodies — over the 7 local days before the prompt's date.
+WITH bounds AS (
+    SELECT g.id,
+           (%(local_date)s::date - 7)::timestamp AT TIME ZONE g.time_zone AS since,
+           (%(local_date)s::date)::timestamp AT TIME ZONE g.time_zone AS until
+      FROM public.groups g
+     WHERE g.id = %(group_id)s
+)
+SELECT count(m.id)::int AS messages, count(DISTINCT m.sender_id)::int AS senders
+  FROM bounds b
+  LEFT JOIN public.messages m
+    ON m.group_id = b.id AND m.created_at >= b.since AND m.created_at < b.until;
+
+-- name: prompt_sample_messages
+-- Message text for the AI, newest first. Only run when AI_SEND_MESSAGE_TEXT allows it.
+SELECT m.body
+  FROM public.messages m, public.groups g
+ WHERE g.id = %(group_id)s AND m.group_id = g.id
+   AND m.created_at >= (%(local_date)s::date - 7)::timestamp AT TIME ZONE g.time_zone
+   AND m.created_at < (%(local_date)s::date)::timestamp AT TIME ZONE g.time_zone
+ ORDER BY m.created_at DESC
+ LIMIT %(limit)s;
+
+-- name: store_prompt
+-- The natural key (group_id, local_date) makes this a no-op for a re-run, including one after a
+-- crash between this INSERT and the job's completion. Returns the id only when it inserted.
+INSERT INTO public.prompts (group_id, local_date, text, category, follow_up, source)
+VALUES (%(group_id)s, %(local_date)s, %(text)s, %(category)s, %(follow_up)s, %(source)s)
+ON CONFLICT (group_id, local_date) DO NOTHING
+RETURNING id;
+
+-- name: prompt_fanout_targets
+-- Active groups whose local time at %(now)s has reached %(hour)s:00 and that have neither a
+-- prompt nor a GeneratePrompt job (by idempotency key) for their local date. Local time is
+-- computed once per time zone. ">= hour", not "= hour": a prompt hour that DST skips (02:00 on a
+-- spring-forward day) is reached at 03:00, and one it repeats is met by the same local date, so
+-- the key stops the second pass. The key format must match generate_prompt.idempotency_key().
+WITH zones AS (
+    SELECT z.time_zone, %(now)s::timestamptz AT TIME ZONE z.time_zone AS local_now
+      FROM (SELECT DISTINCT time_zone FROM public.groups WHERE active) AS z
+), due AS (
+    SELECT time_zone, local_now::date AS local_date
+      FROM zones
+     WHERE local_now::time >= make_time(%(hour)s, 0, 0)
+)
+SELECT g.id AS group_id, d.local_date
+  FROM due d
+  JOIN public.groups g ON g.time_zone = d.time_zone AND g.active
+ WHERE NOT EXISTS (
+           SELECT 1 FROM public.prompts p
+            WHERE p.group_id = g.id AND p.local_date = d.local_date)
+   AND NOT EXISTS (
+           SELECT 1 FROM broseph.job_records r
+            WHERE r.idempotency_key
+                  = 'prompt:' || g.id::text || ':' || to_char(d.local_date, 'YYYY-MM-DD'))
+ ORDER BY g.id;
+
+-- name: local_today
+-- Each named group's local date now (for "generate today's prompt" outside the schedule), in the
+-- order given; unknown ids are left out.
+SELECT g.id AS group_id, (now() AT TIME ZONE g.time_zone)::date AS local_date
+  FROM unnest(%(group_ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
+  JOIN public.groups g ON g.id = u.id
+ ORDER BY u.ord;
+
+-- name: demo_prompts
+-- The prompts the demo's jobs stored.
+SELECT g.name AS group_name, g.time_zone, p.local_date, p.source, p.category, p.text
+  FROM public.prompts p
+  JOIN public.groups g ON g.id = p.group_id
+ WHERE p.created_at >= %(since)s
+ ORDER BY g.name, g.time_zone;
