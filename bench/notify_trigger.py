@@ -1,0 +1,335 @@
+"""
+How much the notification triggers (migrations/0007) add to the inserting transaction.
+
+One transaction (INSERT + COMMIT) into a group, timed against the same statement with the
+notification trigger disabled — the baseline, measured in the same process on the same database,
+alternating run by run with the measured one so load on the machine hits both alike (the
+engagement trigger of 0005 stays on in both):
+
+    message, first in a while   new_message for every other member (no job pending yet)
+    message, coalesced          every member already has a pending job
+    member joins                friend_joined for every member already there
+    prompt stored               new_prompt for every member
+
+for a group of --members (1,000: above the inline limit, so ONE NotifyMembers fan-out job is
+enqueued and the worker makes the per-member jobs) and a group just inside
+broseph.notify_inline_max() (newcomer included: the largest group whose per-member
+SendNotification jobs are all made inside the transaction — the most the inline path costs).
+
+    python -m bench.notify_trigger                 # 1,000 members, 30 runs each
+    python -m bench.notify_trigger --smoke         # 50 members, 3 runs: does it run at all
+
+Standalone it needs DATABASE_URL or TEST_DATABASE_URL (a server where it may create a database),
+creates a throwaway database and drops it afterwards, and prints its own table. It is also a
+`bench.harness.Benchmark` (number 9: `number`, `title`, `metrics`, `rounds`), so `python -m bench`
+can run it with the others. It asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench.harness import Context, Metric, Repetition, Sample
+from broseph import migrate
+
+TRIGGERS = {
+    "messages": "broseph_messages_notify",
+    "group_members": "broseph_group_members_notify",
+    "prompts": "broseph_prompts_notify",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    group: str
+    scenario: str
+    jobs: int  # notification jobs the transaction enqueued (SendNotification + NotifyMembers)
+    median_ms: float
+    p95_ms: float
+    base_median_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.base_median_ms
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    name = f"bench_notify_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    try:
+        yield make_conninfo(**params)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Group:
+    """
+    One group of `size` members and the statements the scenarios time.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], size: int) -> None:
+        self.conn = conn
+        self.size = size
+        self._day = datetime.date(2000, 1, 1)
+        self._newcomer: uuid.UUID | None = None
+        set_trigger(conn, "group_members", enabled=False)
+        row = conn.execute("INSERT INTO public.groups (name) VALUES ('Bench') RETURNING id")
+        self.id = _one(row)
+        self.members = [
+            r[0]
+            for r in conn.execute(
+                "INSERT INTO public.profiles (display_name)"
+                " SELECT 'Member ' || g FROM generate_series(1, %s) AS g RETURNING id",
+                (size,),
+            ).fetchall()
+        ]
+        conn.execute(
+            "INSERT INTO public.group_members (group_id, user_id) SELECT %s, unnest(%s::uuid[])",
+            (self.id, self.members),
+        )
+        conn.commit()
+        set_trigger(conn, "group_members", enabled=True)
+
+    def message(self) -> None:
+        self.conn.execute(
+            "INSERT INTO public.messages (group_id, sender_id, body) VALUES (%s, %s, 'bench')",
+            (self.id, self.members[0]),
+        )
+
+    def new_profile(self) -> None:
+        """
+        Untimed: the profile about to join; the previous newcomer leaves, so the size holds.
+        """
+        if self._newcomer is not None:
+            self.conn.execute(
+                "DELETE FROM public.group_members WHERE group_id = %s AND user_id = %s",
+                (self.id, self._newcomer),
+            )
+        row = self.conn.execute(
+            "INSERT INTO public.profiles (display_name) VALUES ('Newcomer') RETURNING id"
+        )
+        self._newcomer = _one(row)
+        self.conn.commit()
+
+    def leave(self) -> None:
+        """
+        Untimed: the last newcomer leaves, so the next scenario sees `size` members again.
+        """
+        if self._newcomer is not None:
+            self.conn.execute(
+                "DELETE FROM public.group_members WHERE group_id = %s AND user_id = %s",
+                (self.id, self._newcomer),
+            )
+            self.conn.commit()
+            self._newcomer = None
+
+    def join(self) -> None:
+        self.conn.execute(
+            "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
+            (self.id, self._newcomer),
+        )
+
+    def prompt(self) -> None:
+        self._day += datetime.timedelta(days=1)
+        self.conn.execute(
+            "INSERT INTO public.prompts (group_id, local_date, text, category, source)"
+            " VALUES (%s, %s, 'Bench prompt?', 'bench', 'manual')",
+            (self.id, self._day),
+        )
+
+
+def set_trigger(conn: psycopg.Connection[Any], table: str, *, enabled: bool) -> None:
+    action = "ENABLE" if enabled else "DISABLE"
+    conn.execute(f"ALTER TABLE public.{table} {action} TRIGGER {TRIGGERS[table]}")
+    conn.commit()
+
+
+def clear_jobs(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DELETE FROM procrastinate_jobs")
+    conn.execute("DELETE FROM broseph.job_records")
+    conn.commit()
+
+
+def notification_jobs(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM broseph.job_records"
+        " WHERE job_type IN ('SendNotification', 'NotifyMembers')"
+    )
+    return _one(row)
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
+def measure(
+    conn: psycopg.Connection[Any],
+    table: str,
+    statement: Callable[[], None],
+    before: Callable[[], None],
+    repeats: int,
+) -> tuple[list[float], list[float], int]:
+    """
+    (with-trigger ms, baseline ms, jobs per run): INSERT + COMMIT, the two alternating.
+    """
+    timed: dict[bool, list[float]] = {True: [], False: []}
+    jobs = 0
+    for _ in range(repeats):
+        for enabled in (False, True):
+            set_trigger(conn, table, enabled=enabled)
+            before()
+            start_jobs = notification_jobs(conn)
+            started = time.perf_counter()
+            statement()
+            conn.commit()
+            timed[enabled].append((time.perf_counter() - started) * 1000)
+            if enabled:
+                jobs = notification_jobs(conn) - start_jobs
+    set_trigger(conn, table, enabled=True)
+    return timed[True], timed[False], jobs
+
+
+def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list[Result]:
+    label = f"{group.size} members"
+    runs = [
+        ("message, first in a while", "messages", group.message, lambda: clear_jobs(conn)),
+        ("message, coalesced", "messages", group.message, lambda: None),
+        ("member joins", "group_members", group.join, group.new_profile),
+        ("prompt stored", "prompts", group.prompt, lambda: clear_jobs(conn)),
+    ]
+    results = []
+    for name, table, statement, before in runs:
+        with_trigger, base, jobs = measure(conn, table, statement, before, repeats)
+        group.leave()
+        results.append(
+            Result(
+                label,
+                name,
+                jobs,
+                statistics.median(with_trigger),
+                _p95(with_trigger),
+                statistics.median(base),
+            )
+        )
+    return results
+
+
+def _p95(samples: list[float]) -> float:
+    return sorted(samples)[max(0, round(0.95 * len(samples)) - 1)]
+
+
+def measure_all(url: str, *, members: int, repeats: int) -> list[Result]:
+    """
+    Every scenario for the large group and the inline-limit group, on a migrated database.
+    """
+    with psycopg.connect(url) as conn:
+        inline_max = _one(conn.execute("SELECT broseph.notify_inline_max()"))
+        results = []
+        # inline_max - 1: with a newcomer the group is exactly at the limit.
+        for size in (members, inline_max - 1):
+            results += scenarios(conn, Group(conn, size), repeats)
+        return results
+
+
+def run(server_url: str, *, members: int, repeats: int) -> list[Result]:
+    """
+    The measurements, on a throwaway database of the server at `server_url`.
+    """
+    with scratch_database(server_url) as url:
+        asyncio.run(migrate.migrate(url))
+        return measure_all(url, members=members, repeats=repeats)
+
+
+# --- as one of `python -m bench`'s benchmarks (bench/harness.py) -----------------------------
+
+number = 9
+title = "Notification triggers in the inserting transaction"
+_SCENARIOS = (
+    ("message_first", "message, first in a while"),
+    ("message_coalesced", "message, coalesced"),
+    ("member_joins", "member joins"),
+    ("prompt_stored", "prompt stored"),
+)
+_GROUPS = (("large", "1,000-member group"), ("inline", "group at the inline limit"))
+metrics = tuple(
+    Metric(
+        f"notify_{group}_{key}",
+        f"(9) {label}: {name}, INSERT + COMMIT",
+        "ms",
+        baseline="the same statement, notification trigger disabled",
+        decimals=2,
+    )
+    for group, label in _GROUPS
+    for key, name in _SCENARIOS
+)
+
+
+async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
+    members = ctx.size(full=1000, smoke=50)
+    runs = ctx.size(full=15, smoke=2)
+    ctx.note(
+        f"(9) large group: {members:,} members; inline group: notify_inline_max() members with "
+        f"the newcomer; {runs} alternating runs per side per repetition, medians."
+    )
+    for _ in range(ctx.reps):
+        await ctx.db.reset()
+        results = await asyncio.to_thread(measure_all, ctx.db.url, members=members, repeats=runs)
+        keys = [f"notify_{group}_{key}" for group, _ in _GROUPS for key, _ in _SCENARIOS]
+        yield {
+            key: Sample(r.median_ms, r.base_median_ms) for key, r in zip(keys, results, strict=True)
+        }
+
+
+def table(results: list[Result], *, repeats: int) -> str:
+    lines = [
+        "Notification triggers: INSERT + COMMIT of one row, with the trigger vs the same "
+        f"statement without it ({repeats} runs each, alternating)",
+        f"{'group':<13} {'scenario':<26} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}"
+        f" {'baseline ms':>12} {'ratio':>6}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.group:<13} {r.scenario:<26} {r.jobs:>5} {r.median_ms:>10.2f} {r.p95_ms:>8.2f}"
+            f" {r.base_median_ms:>12.2f} {r.ratio:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(
+    members: Annotated[int, typer.Option(help="Members of the large group.")] = 1000,
+    repeats: Annotated[int, typer.Option(help="Timed runs per scenario (each side).")] = 30,
+    smoke: Annotated[bool, typer.Option(help="50 members, 3 runs: checks it runs.")] = False,
+) -> None:
+    """
+    Time the inserting transaction with and without the notification triggers.
+    """
+    url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("set DATABASE_URL or TEST_DATABASE_URL")
+    if smoke:
+        members, repeats = 50, 3
+    typer.echo(table(run(url, members=members, repeats=repeats), repeats=repeats))
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,92 @@
+"""
+NotifyMembers: one SendNotification for every member of a large group, from the worker.
+
+The triggers of migrations/0007 notify the members of a group in the inserting transaction only
+up to `broseph.notify_inline_max()` members; beyond that each enqueue would lengthen a client's
+INSERT, so they enqueue this one job instead (in the same transaction, so the notifications are
+just as certain) and the worker does the fan-out here, in chunks of FANOUT_CHUNK_SIZE members per
+transaction. The SendNotification jobs are the same ones the trigger would have made: new_message
+coalesced per member and group, new_prompt under new_prompt:<user_id>:<prompt_id>.
+
+A re-run (a crash halfway) enqueues again: new_message coalesces with what is pending, or runs
+and finds nothing new; new_prompt and friend_joined keys (the latter per fan-out record) add
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar, Literal, Self
+
+from psycopg.rows import dict_row
+from pydantic import model_validator
+
+from broseph import enqueue, sql
+from broseph.jobs.base import JobPayload, JobRun, JobType
+from broseph.jobs.send_notification import NotificationData, SendNotification
+
+
+class NotifyMembers(JobPayload):
+    job_type: ClassVar[str] = "NotifyMembers"
+
+    group_id: uuid.UUID
+    type: Literal["new_message", "friend_joined", "new_prompt"]
+    prompt_id: uuid.UUID | None = None
+    friend_id: uuid.UUID | None = None
+    # new_message: the member who sent the messages (not notified).
+    sender_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _ids_for_type(self) -> Self:
+        if self.type == "friend_joined" and self.friend_id is None:
+            raise ValueError("a friend_joined fan-out needs friend_id")
+        if self.type == "new_prompt" and self.prompt_id is None:
+            raise ValueError("a new_prompt fan-out needs prompt_id")
+        return self
+
+
+async def handle(run: JobRun, payload: NotifyMembers) -> None:
+    chunk_size = run.services.settings.fanout_chunk_size
+    async with run.pool.connection() as conn:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql.query("notify_members_recipients"),
+                {
+                    "group_id": payload.group_id,
+                    "type": payload.type,
+                    "sender_id": payload.sender_id,
+                    "friend_id": payload.friend_id,
+                },
+            )
+            members = [row["user_id"] for row in await cur.fetchall()]
+        data = NotificationData(
+            group_id=payload.group_id, prompt_id=payload.prompt_id, friend_id=payload.friend_id
+        )
+        for start in range(0, len(members), chunk_size):
+            chunk = members[start : start + chunk_size]
+            async with conn.transaction():
+                await enqueue.enqueue_many(
+                    conn,
+                    [SendNotification(user_id=u, type=payload.type, data=data) for u in chunk],
+                    idempotency_keys=[_key(run, payload, u) for u in chunk],
+                    source="fanout",
+                )
+            await run.progress(int(100 * (start + len(chunk)) / len(members)), "enqueued")
+    run.result = {"members": len(members)}
+
+
+def _key(run: JobRun, payload: NotifyMembers, user_id: uuid.UUID) -> str | None:
+    if payload.type == "new_prompt":
+        return f"new_prompt:{user_id}:{payload.prompt_id}"  # as the trigger's inline path
+    if payload.type == "friend_joined":
+        return f"friend_joined:{run.record_id}:{user_id}"
+    return None  # new_message coalesces instead
+
+
+JOB = JobType(
+    name=NotifyMembers.job_type,
+    payload=NotifyMembers,
+    handle=handle,
+    queue="notifications",
+    max_attempts=5,
+)

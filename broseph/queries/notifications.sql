@@ -1,0 +1,259 @@
+-- name: notification_context
+-- Everything SendNotification decides on, in one round trip: the user (no row when deleted),
+-- their time zone, whether this type is on, quiet hours, the group and their membership, and the
+-- notification this job already opened (a retry, or a re-run after a crash).
+SELECT p.display_name, p.time_zone,
+       CASE %(type)s::text
+           WHEN 'new_message' THEN coalesce(np.new_message, true)
+           WHEN 'prompt_reminder' THEN coalesce(np.prompt_reminder, true)
+           WHEN 'friend_joined' THEN coalesce(np.friend_joined, true)
+           WHEN 'new_prompt' THEN coalesce(np.new_prompt, true)
+       END AS enabled,
+       np.quiet_start, np.quiet_end,
+       g.id IS NOT NULL AS group_exists, g.name AS group_name, g.time_zone AS group_time_zone,
+       gm.user_id IS NOT NULL AS is_member, coalesce(gm.muted, false) AS muted,
+       n.id AS notification_id, n.status AS notification_status
+  FROM public.profiles p
+  LEFT JOIN public.notification_preferences np ON np.user_id = p.id
+  LEFT JOIN public.groups g ON g.id = %(group_id)s
+  LEFT JOIN public.group_members gm ON gm.group_id = g.id AND gm.user_id = p.id
+  LEFT JOIN public.notifications n ON n.record_id = %(record_id)s
+ WHERE p.id = %(user_id)s;
+
+-- name: new_message_summary
+-- The messages a new_message push announces: from the others in the group, newer than what the
+-- user has already seen — the previous new_message notification's coverage, and the user's own
+-- latest message in the group (they were there) — and not from before they joined. Counts and
+-- names only, never a body.
+WITH seen AS (
+    SELECT (SELECT max(n.covered_until) FROM public.notifications n
+             WHERE n.user_id = %(user_id)s AND n.group_id = %(group_id)s
+               AND n.type = 'new_message' AND n.record_id IS DISTINCT FROM %(record_id)s)
+               AS notified,
+           (SELECT max(m.created_at) FROM public.messages m
+             WHERE m.group_id = %(group_id)s AND m.sender_id = %(user_id)s) AS posted,
+           (SELECT gm.joined_at FROM public.group_members gm
+             WHERE gm.group_id = %(group_id)s AND gm.user_id = %(user_id)s) AS joined
+), fresh AS (
+    SELECT m.id, m.sender_id, m.created_at
+      FROM public.messages m, seen s
+     WHERE m.group_id = %(group_id)s AND m.sender_id <> %(user_id)s
+       AND m.created_at > greatest(s.notified, s.posted, '-infinity')
+       AND m.created_at >= coalesce(s.joined, '-infinity')
+), senders AS (
+    SELECT sender_id, max(created_at) AS last FROM fresh GROUP BY sender_id
+)
+SELECT (SELECT count(*) FROM fresh)::int AS message_count,
+       (SELECT count(*) FROM senders)::int AS sender_count,
+       (SELECT id FROM fresh ORDER BY created_at DESC, id DESC LIMIT 1) AS newest_id,
+       (SELECT max(created_at) FROM fresh) AS newest_at,
+       ARRAY(SELECT p.display_name FROM senders s JOIN public.profiles p ON p.id = s.sender_id
+              ORDER BY s.last DESC, p.display_name LIMIT 2) AS sender_names;
+
+-- name: notification_prompt
+-- The prompt a new_prompt / prompt_reminder names, whether it is still its group's latest
+-- prompt, and whether the user has answered it.
+SELECT p.text,
+       NOT EXISTS (SELECT 1 FROM public.prompts newer
+                    WHERE newer.group_id = p.group_id AND newer.local_date > p.local_date)
+           AS current,
+       EXISTS (SELECT 1 FROM public.messages m
+                WHERE m.prompt_id = p.id AND m.sender_id = %(user_id)s) AS answered
+  FROM public.prompts p
+ WHERE p.id = %(prompt_id)s AND p.group_id = %(group_id)s;
+
+-- name: notification_friend
+-- The member a friend_joined names (no row when the profile is gone), and whether they are
+-- still in the group.
+SELECT p.display_name,
+       EXISTS (SELECT 1 FROM public.group_members gm
+                WHERE gm.group_id = %(group_id)s AND gm.user_id = p.id) AS is_member
+  FROM public.profiles p
+ WHERE p.id = %(friend_id)s;
+
+-- name: notification_open
+-- This job's notification, created on its first decision and updated by later attempts while it
+-- is pending. Returns nothing when it was already finished (a re-run after a crash).
+INSERT INTO public.notifications AS n
+    (user_id, type, group_id, data, status, reason, record_id, message_count, covered_until)
+VALUES (%(user_id)s, %(type)s, %(group_id)s, %(data)s, %(status)s, %(reason)s, %(record_id)s,
+        %(message_count)s, %(covered_until)s)
+ON CONFLICT (record_id) DO UPDATE
+   SET data = EXCLUDED.data,
+       status = EXCLUDED.status,
+       reason = EXCLUDED.reason,
+       message_count = EXCLUDED.message_count,
+       covered_until = greatest(n.covered_until, EXCLUDED.covered_until),
+       updated_at = now()
+ WHERE n.status = 'pending'
+RETURNING id, status;
+
+-- name: notification_finish
+-- The notification's outcome (sent, failed, or still pending with the reason of the retry).
+-- sent_at is the first delivery's time.
+UPDATE public.notifications
+   SET status = %(status)s,
+       reason = %(reason)s,
+       sent_at = CASE WHEN %(delivered)s THEN coalesce(sent_at, now()) ELSE sent_at END,
+       updated_at = now()
+ WHERE id = %(notification_id)s AND status = 'pending';
+
+-- name: delivery_devices
+-- The user's live devices and where each stands for this notification (NULL status: never sent).
+SELECT t.id AS device_id, t.kind, t.identifier, d.status, coalesce(d.unanswered, 0) AS unanswered
+  FROM public.device_tokens t
+  LEFT JOIN broseph.notification_deliveries d
+    ON d.notification_id = %(notification_id)s AND d.device_id = t.id
+ WHERE t.user_id = %(user_id)s AND t.disabled_at IS NULL
+ ORDER BY t.created_at, t.id;
+
+-- name: deliveries_sending
+-- Before the FCM call, committed: these devices are being sent to (one more unanswered request).
+INSERT INTO broseph.notification_deliveries AS d
+    (notification_id, device_id, status, sends, unanswered)
+SELECT %(notification_id)s, device_id, 'sending', 1, 1
+  FROM unnest(%(device_ids)s::uuid[]) AS device_id
+ON CONFLICT (notification_id, device_id) DO UPDATE
+   SET status = 'sending', sends = d.sends + 1, unanswered = d.unanswered + 1, updated_at = now();
+
+-- name: deliveries_unconfirmed
+-- Devices sent to as often as the duplicate bound allows without an answer: final, not resent.
+UPDATE broseph.notification_deliveries
+   SET status = 'unconfirmed', updated_at = now()
+ WHERE notification_id = %(notification_id)s AND device_id = ANY(%(device_ids)s::uuid[])
+   AND status = 'sending';
+
+-- name: deliveries_outcome
+-- After the FCM call: each device's answer (the request is no longer unanswered).
+UPDATE broseph.notification_deliveries AS d
+   SET status = o.status,
+       unanswered = greatest(d.unanswered - 1, 0),
+       message_id = o.message_id,
+       error_code = o.error_code,
+       reason = o.reason,
+       updated_at = now()
+  FROM unnest(%(device_ids)s::uuid[], %(statuses)s::text[], %(message_ids)s::text[],
+              %(error_codes)s::text[], %(reasons)s::text[])
+       AS o(device_id, status, message_id, error_code, reason)
+ WHERE d.notification_id = %(notification_id)s AND d.device_id = o.device_id;
+
+-- name: devices_disable
+-- Token hygiene: devices FCM says are gone (unregistered, sender mismatch, invalid token).
+UPDATE public.device_tokens AS t
+   SET disabled_at = now(), disabled_reason = o.reason
+  FROM unnest(%(device_ids)s::uuid[], %(reasons)s::text[]) AS o(device_id, reason)
+ WHERE t.id = o.device_id AND t.disabled_at IS NULL;
+
+-- name: delivery_summary
+-- Where a notification's deliveries stand; `retry` counts only devices that are still live.
+SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
+       count(*) FILTER (WHERE d.status = 'unconfirmed')::int AS unconfirmed,
+       count(*) FILTER (WHERE d.status = 'dead_token')::int AS dead_token,
+       count(*) FILTER (WHERE d.status = 'failed')::int AS failed,
+       count(*) FILTER (WHERE d.status IN ('retry', 'sending') AND t.disabled_at IS NULL)::int
+           AS retry,
+       coalesce(string_agg(DISTINCT d.error_code, ', ')
+                    FILTER (WHERE d.status IN ('retry', 'failed')), '') AS error_codes
+  FROM broseph.notification_deliveries d
+  JOIN public.device_tokens t ON t.id = d.device_id
+ WHERE d.notification_id = %(notification_id)s;
+
+-- name: reminder_targets
+-- Members due a prompt_reminder at %(now)s: it is past %(hour)s:00 today in THEIR time zone,
+-- their group's latest prompt arrived in the 24 hours before that moment and they have not
+-- answered it, the group is not muted, reminders are on, and no reminder job exists for that
+-- prompt yet (key reminder:<user_id>:<prompt_id>; must match reminders.idempotency_key()).
+-- "Latest prompt", not "the group's local today": a member far west of the group's zone reaches
+-- their reminder hour after the group's day has ended, and would otherwise never be reminded.
+WITH recent AS (
+    SELECT p.id, p.group_id, p.created_at
+      FROM public.prompts p
+     WHERE p.created_at > %(now)s::timestamptz - interval '48 hours'
+       AND p.created_at <= %(now)s::timestamptz
+), members AS (
+    SELECT gm.group_id, gm.user_id,
+           ((%(now)s::timestamptz AT TIME ZONE u.time_zone)::date
+               + make_time(%(hour)s, 0, 0)) AT TIME ZONE u.time_zone AS remind_at
+      FROM (SELECT DISTINCT group_id FROM recent) AS g
+      JOIN public.group_members gm ON gm.group_id = g.group_id AND NOT gm.muted
+      JOIN public.profiles u ON u.id = gm.user_id
+      LEFT JOIN public.notification_preferences np ON np.user_id = gm.user_id
+     WHERE coalesce(np.prompt_reminder, true)
+), due AS (
+    SELECT m.user_id, m.group_id,
+           (SELECT r.id FROM recent r
+             WHERE r.group_id = m.group_id
+               AND r.created_at <= m.remind_at
+               AND r.created_at > m.remind_at - interval '24 hours'
+             ORDER BY r.created_at DESC, r.id
+             LIMIT 1) AS prompt_id
+      FROM members m
+     WHERE %(now)s::timestamptz >= m.remind_at
+)
+SELECT d.user_id, d.group_id, d.prompt_id
+  FROM due d
+ WHERE d.prompt_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM public.messages a
+                    WHERE a.prompt_id = d.prompt_id AND a.sender_id = d.user_id)
+   AND NOT EXISTS (SELECT 1 FROM broseph.job_records r
+                    WHERE r.idempotency_key
+                          = 'reminder:' || d.user_id::text || ':' || d.prompt_id::text)
+ ORDER BY d.user_id, d.prompt_id;
+
+-- name: outbox_add
+-- The development sender's deliveries, one row per device.
+INSERT INTO broseph.push_outbox
+    (device_id, target_kind, notification_type, title, body, data, collapse_key, message_id)
+SELECT o.device_id, o.target_kind, %(notification_type)s, %(title)s, %(body)s, %(data)s,
+       %(collapse_key)s, o.message_id
+  FROM unnest(%(device_ids)s::uuid[], %(target_kinds)s::text[], %(message_ids)s::text[])
+       AS o(device_id, target_kind, message_id);
+
+-- name: demo_devices
+-- Every demo profile gets a phone: a Firebase installation id, every third one a legacy token.
+INSERT INTO public.device_tokens (user_id, kind, identifier, platform)
+SELECT p.id,
+       CASE WHEN mod(row_number() OVER (ORDER BY p.id), 3) = 0 THEN 'token' ELSE 'fid' END,
+       'demo-' || md5(p.id::text), 'android'
+  FROM public.profiles p
+ WHERE NOT EXISTS (SELECT 1 FROM public.device_tokens t WHERE t.user_id = p.id);
+
+-- name: demo_fresh_messages
+-- One fresh message per group, so the demo's new_message notifications are not all stale.
+INSERT INTO public.messages (group_id, sender_id, body, created_at)
+SELECT DISTINCT ON (gm.group_id) gm.group_id, gm.user_id, 'demo: who is in for tonight?',
+       clock_timestamp()
+  FROM public.group_members gm
+ ORDER BY gm.group_id, gm.user_id;
+
+-- name: demo_outbox
+-- What the development outbox received during the demo, newest first.
+SELECT o.created_at, o.notification_type, o.title, o.body, o.collapse_key, o.target_kind,
+       p.display_name
+  FROM broseph.push_outbox o
+  JOIN public.device_tokens t ON t.id = o.device_id
+  JOIN public.profiles p ON p.id = t.user_id
+ WHERE o.created_at >= %(since)s
+ ORDER BY o.created_at DESC, o.id DESC
+ LIMIT %(limit)s;
+
+-- name: demo_notification_outcomes
+-- The demo's notifications by type, status and reason.
+SELECT type, status, coalesce(reason, '') AS reason, count(*)::int AS n
+  FROM public.notifications
+ WHERE created_at >= %(since)s
+ GROUP BY type, status, reason
+ ORDER BY type, status, reason;
+
+-- name: notify_members_recipients
+-- Who a NotifyMembers fan-out notifies: the group's non-muted members, but the sender
+-- (new_message), and for friend_joined only those who joined before the friend (none if the
+-- friend has left again).
+SELECT gm.user_id
+  FROM public.group_members gm
+ WHERE gm.group_id = %(group_id)s AND NOT gm.muted
+   AND gm.user_id IS DISTINCT FROM %(sender_id)s::uuid
+   AND (%(type)s::text <> 'friend_joined'
+        OR gm.joined_at < (SELECT f.joined_at FROM public.group_members f
+                            WHERE f.group_id = %(group_id)s AND f.user_id = %(friend_id)s::uuid))
+ ORDER BY gm.user_id;
