@@ -1,0 +1,320 @@
+"""
+`broseph jobs …` and `broseph health`: what an operator types.
+
+    broseph jobs list [--status S] [--type T] [--since 2h] [--limit N] [--json]
+    broseph jobs show ID [--json]        record, queue row and the procrastinate event timeline
+    broseph jobs retry ID                a failed job runs again (one more attempt)
+    broseph jobs cancel ID               pending → cancelled; running → abort requested
+    broseph jobs stats [--json]
+    broseph health [--min-workers N] [--max-pending-age S] [--json]   exit 1 when unhealthy
+
+ID is a job record id (uuid) or a procrastinate queue row id (integer). Exit codes: 0 done,
+1 not possible / unhealthy, 2 bad input. `procrastinate --app broseph.worker.app shell` works
+alongside for procrastinate's own view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+from psycopg.rows import DictRow, dict_row
+from rich.console import Console
+from rich.table import Table
+
+from broseph import db
+from broseph.ops import health as health_module
+from broseph.ops import inspect
+from broseph.settings import get_settings
+
+T = TypeVar("T")
+
+jobs_cli = typer.Typer(
+    help="Inspect and steer jobs: list, show, retry, cancel, stats.", no_args_is_help=True
+)
+# Piped output (no terminal) would be cut at 80 columns and lose the ids: give it room.
+console = Console() if sys.stdout.isatty() else Console(width=200)
+
+RECORD_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "cancelled")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Ident = Annotated[str, typer.Argument(help="Job record id (uuid) or queue row id (integer).")]
+
+
+def _run(action: Callable[[psycopg.AsyncConnection[DictRow]], Awaitable[T]]) -> T:
+    async def main() -> T:
+        settings = get_settings()
+        async with await psycopg.AsyncConnection.connect(
+            db.database_url(settings),
+            autocommit=True,
+            row_factory=dict_row,
+            **db.connection_kwargs(settings),
+        ) as conn:
+            return await action(conn)
+
+    try:
+        return asyncio.run(main())
+    except (inspect.JobNotFound, inspect.NotPossible) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except db.DatabaseNotConfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except psycopg.OperationalError as exc:
+        typer.echo(f"error: database unreachable: {str(exc).strip()[:300]}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _json(data: Any) -> None:
+    typer.echo(json.dumps(data, default=_plain, indent=2))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _when(value: datetime.datetime | None) -> str:
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return _when(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=_plain)
+    return value
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if cell is None else str(cell) for cell in row])
+    return table
+
+
+@jobs_cli.command("list")
+def list_command(
+    status: Annotated[
+        str | None,
+        typer.Option(help="pending, processing, retrying, completed, failed or cancelled."),
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Job type.")] = None,
+    since: Annotated[str | None, typer.Option(help="Created since: 30m, 2h, 7d or ISO.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """
+    Job records, newest first.
+    """
+    if status is not None and status not in RECORD_STATUSES:
+        raise typer.BadParameter(f"--status {status!r}: one of {', '.join(RECORD_STATUSES)}")
+    try:
+        moment = inspect.parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    rows = _run(
+        lambda c: inspect.list_records(
+            c, status=status, job_type=job_type, since=moment, limit=limit
+        )
+    )
+    if as_json:
+        _json(rows)
+        return
+    console.print(
+        _table(
+            f"{len(rows)} job(s)",
+            ["id", "type", "status", "attempts", "progress", "created", "finished", "last error"],
+            [
+                [
+                    r["id"],
+                    r["job_type"],
+                    r["status"],
+                    f"{r['attempts']}/{r['max_attempts']}",
+                    f"{r['progress']}%",
+                    _when(r["created_at"]),
+                    _when(r["finished_at"]),
+                    (r["last_error"] or "")[:60],
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
+@jobs_cli.command("show")
+def show_command(ident: Ident, as_json: JsonFlag = False) -> None:
+    """
+    One job: its record, its queue row and the procrastinate events as a timeline.
+    """
+    view = _run(lambda c: inspect.show(c, ident))
+    _print_view(view, as_json)
+
+
+def _print_view(view: inspect.JobView, as_json: bool) -> None:
+    if as_json:
+        _json({"record": view.record, "queue_row": view.queue_row, "events": view.events})
+        return
+    if view.record:
+        record = {k: v for k, v in view.record.items() if v is not None}
+        console.print(
+            _table(
+                "job record",
+                ["field", "value"],
+                [[k, _cell(v)] for k, v in record.items()],
+            )
+        )
+    if view.queue_row:
+        console.print(
+            _table(
+                "queue row (procrastinate_jobs)",
+                ["field", "value"],
+                [[k, _cell(v)] for k, v in view.queue_row.items()],
+            )
+        )
+    else:
+        console.print("queue row: gone (pruned or deleted)")
+    first = view.events[0]["at"] if view.events else None
+    console.print(
+        _table(
+            "timeline (procrastinate_events)",
+            ["at", "+seconds", "event"],
+            [
+                [_when(e["at"]), f"{(e['at'] - first).total_seconds():.3f}", e["type"]]
+                for e in view.events
+                if first
+            ],
+        )
+    )
+
+
+@jobs_cli.command("retry")
+def retry_command(ident: Ident, as_json: JsonFlag = False) -> None:
+    """
+    Run a failed job again now (one more attempt).
+    """
+    view = _run(lambda c: inspect.retry(c, ident))
+    if not as_json:
+        typer.echo(f"retrying job {view.job_id}")
+    _print_view(view, as_json)
+
+
+@jobs_cli.command("cancel")
+def cancel_command(ident: Ident, as_json: JsonFlag = False) -> None:
+    """
+    Cancel a job: pending → cancelled now; running → abort requested (the record ends cancelled
+    when its worker stops it; long handlers check between steps).
+    """
+    outcome, view = _run(lambda c: inspect.cancel(c, ident))
+    if as_json:
+        _json({"outcome": outcome, "record": view.record, "queue_row": view.queue_row})
+        return
+    if outcome == "cancelled":
+        typer.echo(f"cancelled job {view.job_id}")
+    else:
+        worker = view.queue_row["worker_id"] if view.queue_row else None
+        typer.echo(f"abort requested for job {view.job_id} (running on worker {worker})")
+
+
+@jobs_cli.command("stats")
+def stats_command(as_json: JsonFlag = False) -> None:
+    """
+    Records by type and status, queue depth, backlog age and workers.
+    """
+    data = _run(inspect.stats)
+    if as_json:
+        _json(data)
+        return
+    console.print(
+        _table(
+            "job records",
+            ["type", "status", "jobs"],
+            [[r["job_type"], r["status"], r["jobs"]] for r in data["records"]],
+        )
+    )
+    console.print(
+        _table(
+            "queue rows",
+            ["queue", "status", "jobs"],
+            [[r["queue"], r["status"], r["jobs"]] for r in data["queues"]],
+        )
+    )
+    console.print(
+        _table(
+            "runnable now",
+            ["queue", "jobs", "oldest waiting (s)"],
+            [[r["queue"], r["jobs"], f"{r['seconds'] or 0:.1f}"] for r in data["pending"]],
+        )
+    )
+    console.print(
+        _table(
+            "workers",
+            ["id", "last heartbeat", "age (s)", "running"],
+            [
+                [w["id"], _when(w["last_heartbeat"]), f"{w['heartbeat_age']:.1f}", w["running"]]
+                for w in data["workers"]
+            ],
+        )
+    )
+
+
+def health_command(
+    min_workers: Annotated[int, typer.Option(help="Live workers required (0: none).")] = 1,
+    max_pending_age: Annotated[
+        float | None, typer.Option(help="Unhealthy when a runnable job waited longer (seconds).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """
+    Database reachable, migrations current, live workers, queue depth, oldest pending job.
+    Exits 1 when unhealthy.
+    """
+    try:
+        report = asyncio.run(
+            health_module.check(
+                get_settings(), min_workers=min_workers, max_pending_age=max_pending_age
+            )
+        )
+    except db.DatabaseNotConfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        _json(report.as_dict())
+    else:
+        _print_health(report)
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+def _print_health(report: health_module.Health) -> None:
+    state = "[green]healthy[/green]" if report.healthy else "[red]UNHEALTHY[/red]"
+    console.print(f"broseph jobs: {state}")
+    for problem in report.problems:
+        console.print(f"  [red]✗[/red] {problem}")
+    if not report.database:
+        return
+    console.print(
+        f"  database reachable; migrations pending: {len(report.pending_migrations)};"
+        f" live workers: {report.live_workers} (lost: {report.lost_workers})"
+    )
+    console.print(
+        _table(
+            "queue rows",
+            ["queue", "status", "jobs"],
+            [[r["queue"], r["status"], r["jobs"]] for r in report.depth],
+        )
+    )
+    console.print(
+        _table(
+            "runnable now",
+            ["queue", "jobs", "oldest waiting (s)"],
+            [[r["queue"], r["jobs"], f"{r['seconds'] or 0:.1f}"] for r in report.pending],
+        )
+    )

@@ -1,0 +1,101 @@
+"""
+`broseph health`: is the job service able to do its work right now?
+
+Healthy means: the database answers, every migration is applied (`broseph.migrate.pending`),
+at least `min_workers` workers have a heartbeat younger than RESCUE_AFTER_SECONDS, and (when a
+limit is given) no runnable job has waited longer than `max_pending_age` seconds. The report also
+carries queue depth by queue and status and the oldest pending age per queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from broseph import db, migrate, sql
+from broseph.settings import Settings
+
+
+@dataclass
+class Health:
+    database: bool = False
+    pending_migrations: list[str] = field(default_factory=list)
+    live_workers: int = 0
+    lost_workers: int = 0
+    depth: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, **asdict(self)}
+
+
+async def check(
+    settings: Settings,
+    *,
+    min_workers: int = 1,
+    max_pending_age: float | None = None,
+    connect_timeout: float = 5.0,
+) -> Health:
+    """
+    Check the service; never raises for an unreachable database (that is a finding).
+    """
+    health = Health()
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            db.database_url(settings),
+            autocommit=True,
+            connect_timeout=max(1, round(connect_timeout)),
+            **db.connection_kwargs(settings),
+        )
+    except psycopg.Error as exc:
+        health.problems.append(f"database unreachable: {str(exc).strip()[:300]}")
+        return health
+    async with conn:
+        health.database = True
+        await _inspect(conn, health, settings, min_workers, max_pending_age)
+    return health
+
+
+async def _inspect(
+    conn: psycopg.AsyncConnection[Any],
+    health: Health,
+    settings: Settings,
+    min_workers: int,
+    max_pending_age: float | None,
+) -> None:
+    health.pending_migrations = await migrate.pending(conn)
+    if health.pending_migrations:
+        health.problems.append(
+            f"migrations not applied: {', '.join(health.pending_migrations)} (run broseph migrate)"
+        )
+        if migrate.PROCRASTINATE_ENTRY in health.pending_migrations:
+            return  # no queue tables to look at
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("workers"))
+        workers = await cur.fetchall()
+        await cur.execute(sql.query("queue_depth"))
+        health.depth = [dict(row) for row in await cur.fetchall()]
+        await cur.execute(sql.query("oldest_pending"))
+        health.pending = [dict(row) for row in await cur.fetchall()]
+    health.live_workers = sum(w["heartbeat_age"] < settings.rescue_after_seconds for w in workers)
+    health.lost_workers = len(workers) - health.live_workers
+    if health.live_workers < min_workers:
+        health.problems.append(
+            f"{health.live_workers} live worker(s), at least {min_workers} expected"
+            f" (heartbeat younger than {settings.rescue_after_seconds:g}s)"
+        )
+    if max_pending_age is not None:
+        for queue in health.pending:
+            if (queue["seconds"] or 0.0) > max_pending_age:
+                health.problems.append(
+                    f"queue {queue['queue']}: oldest pending job waited {queue['seconds']:.0f}s"
+                    f" (limit {max_pending_age:g}s)"
+                )

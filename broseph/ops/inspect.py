@@ -1,0 +1,180 @@
+"""
+What `broseph jobs …` reads and does: list, show, retry, cancel, stats.
+
+Every function takes the caller's connection (dict rows, autocommit) and returns plain data; the
+CLI (broseph/ops/cli.py) renders it as tables or JSON. A job is named by its record id (uuid)
+or by its procrastinate queue row id (an integer: periodic ticks have no record).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import manager
+from psycopg.rows import DictRow
+
+from broseph import sql
+
+Conn = psycopg.AsyncConnection[DictRow]
+Row = dict[str, Any]
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class NotPossible(RuntimeError):
+    """
+    The job exists but is in no state for the operation (retry a completed job, …).
+    """
+
+
+def parse_since(text: str, *, now: datetime.datetime | None = None) -> datetime.datetime:
+    """
+    "30m", "2h", "7d" (ago) or an ISO 8601 time ("2026-11-20T08:00:00+00:00").
+    """
+    match = _RELATIVE.match(text)
+    if match:
+        amount = float(match.group(1))
+        delta = datetime.timedelta(**{_UNITS[match.group(2)]: amount})
+        return (now or datetime.datetime.now(datetime.UTC)) - delta
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: use 30m, 2h, 7d or an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+async def list_records(
+    conn: Conn,
+    *,
+    status: str | None = None,
+    job_type: str | None = None,
+    since: datetime.datetime | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    cur = await conn.execute(
+        sql.query("list_records"),
+        {"status": status, "job_type": job_type, "since": since, "limit": limit},
+    )
+    return list(await cur.fetchall())
+
+
+@dataclass
+class JobView:
+    """
+    One job, whole: its record (if any), its queue row (if not pruned), its events.
+    """
+
+    record: Row | None
+    queue_row: Row | None
+    events: list[Row] = field(default_factory=list)
+
+    @property
+    def job_id(self) -> int | None:
+        if self.queue_row:
+            return int(self.queue_row["id"])
+        if self.record and self.record["procrastinate_job_id"] is not None:
+            return int(self.record["procrastinate_job_id"])
+        return None
+
+
+async def show(conn: Conn, ident: str) -> JobView:
+    record: Row | None = None
+    job_id: int | None
+    if ident.isdigit():
+        job_id = int(ident)
+        cur = await conn.execute(sql.query("record_of_job"), {"job_id": job_id})
+        found = await cur.fetchone()
+        if found:
+            record = await _record(conn, found["id"])
+    else:
+        record = await _record(conn, _uuid(ident))
+        if record is None:
+            raise JobNotFound(f"no job record {ident}")
+        job_id = record["procrastinate_job_id"]
+    queue_row = None
+    events: list[Row] = []
+    if job_id is not None:
+        cur = await conn.execute(sql.query("show_queue_row"), {"job_id": job_id})
+        queue_row = await cur.fetchone()
+        cur = await conn.execute(sql.query("job_events"), {"job_id": job_id})
+        events = list(await cur.fetchall())
+    if record is None and queue_row is None:
+        raise JobNotFound(f"no job {ident} (neither a record nor a queue row)")
+    return JobView(record=record, queue_row=queue_row, events=events)
+
+
+async def retry(conn: Conn, ident: str) -> JobView:
+    """
+    Put a failed job back in the queue now (one more attempt).
+    """
+    view = await show(conn, ident)
+    status = view.queue_row["status"] if view.queue_row else None
+    if status != "failed" or view.job_id is None:
+        shown = view.record["status"] if view.record else status
+        raise NotPossible(
+            f"only failed jobs can be retried; this one is {shown or 'pruned'}"
+            + ("" if status != "cancelled" and status != "aborted" else "; enqueue it again")
+        )
+    async with conn.transaction():
+        await conn.execute(sql.query("retry_failed_job"), {"job_id": view.job_id})
+    return await show(conn, ident)
+
+
+async def cancel(conn: Conn, ident: str) -> tuple[str, JobView]:
+    """
+    Cancel a job: a pending one is cancelled now; for a running one an abort is requested (its
+    worker stops it; the record ends `cancelled`). Returns ("cancelled" | "abort_requested").
+    """
+    view = await show(conn, ident)
+    if view.job_id is None or view.queue_row is None:
+        raise NotPossible("this job's queue row is gone (pruned); nothing to cancel")
+    status = view.queue_row["status"]
+    if status not in ("todo", "doing"):
+        shown = view.record["status"] if view.record else status
+        raise NotPossible(f"the job is already {shown}; nothing to cancel")
+    jobs = manager.JobManager(procrastinate.PsycopgConnector())
+    done = await jobs.cancel_job_by_id_async(view.job_id, abort=True, connection=conn)
+    if not done:
+        raise NotPossible("the job finished meanwhile; nothing to cancel")
+    return ("cancelled" if status == "todo" else "abort_requested"), await show(conn, ident)
+
+
+async def stats(conn: Conn) -> dict[str, list[Row]]:
+    """
+    Records by type and status, queue rows by queue and status, runnable backlog, workers.
+    """
+    result: dict[str, list[Row]] = {}
+    for name, query in (
+        ("records", "record_stats"),
+        ("queues", "queue_depth"),
+        ("pending", "oldest_pending"),
+        ("workers", "workers"),
+    ):
+        cur = await conn.execute(sql.query(query))
+        result[name] = list(await cur.fetchall())
+    return result
+
+
+async def _record(conn: Conn, record_id: uuid.UUID) -> Row | None:
+    cur = await conn.execute(sql.query("show_record"), {"record_id": record_id})
+    return await cur.fetchone()
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise JobNotFound(
+            f"{text!r} is neither a job record id (uuid) nor a queue row id (integer)"
+        ) from None
