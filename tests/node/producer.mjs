@@ -1,0 +1,85 @@
+// Test-only Node producer: publishes to BullMQ exactly as Broseph's NestJS API does (the
+// BrosephPublisher of shared/mission/seed-bullmq-worker-agent.md), with the npm `bullmq` package.
+//
+//   REDIS_URL=redis://127.0.0.1:6379 node producer.mjs [queue] < jobs.json
+//
+// stdin: [{"publish": "promptGeneration" | "notification" | "engagement", "payload": {...},
+//          "options": {...}}]   (options are BullMQ JobsOptions, spread over the defaults)
+// stdout: [{"id": "...", "name": "...", "timestamp": 1234}] — one entry per job, in order.
+import { Queue } from 'bullmq';
+
+export const BROSEPH_QUEUE = 'broseph-jobs';
+
+export const BROSEPH_JOBS = {
+  GeneratePrompt: 'GeneratePrompt',
+  SendNotification: 'SendNotification',
+  ProcessEngagement: 'ProcessEngagement',
+};
+
+// Same defaults as the NestJS publisher; `...options` lets a caller override them (delay, jobId…).
+export class BrosephPublisher {
+  constructor(queue) {
+    this.queue = queue;
+  }
+
+  async publishPromptGeneration(payload, options) {
+    return this.queue.add(BROSEPH_JOBS.GeneratePrompt, payload, {
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 1000 },
+      ...options,
+    });
+  }
+
+  async publishNotification(payload, options) {
+    return this.queue.add(BROSEPH_JOBS.SendNotification, payload, {
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 500 },
+      ...options,
+    });
+  }
+
+  // BROSEPH_JOBS names ProcessEngagement; the NestJS code publishes it the same way.
+  async publishEngagement(payload, options) {
+    return this.queue.add(BROSEPH_JOBS.ProcessEngagement, payload, {
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 1000 },
+      ...options,
+    });
+  }
+}
+
+const METHODS = {
+  promptGeneration: 'publishPromptGeneration',
+  notification: 'publishNotification',
+  engagement: 'publishEngagement',
+};
+
+async function readStdin() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '[]');
+}
+
+async function main() {
+  const queueName = process.argv[2] || BROSEPH_QUEUE;
+  const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+  const queue = new Queue(queueName, { connection: { url } });
+  const publisher = new BrosephPublisher(queue);
+  const out = [];
+  try {
+    for (const item of await readStdin()) {
+      const method = METHODS[item.publish];
+      if (!method) throw new Error(`unknown publish kind ${JSON.stringify(item.publish)}`);
+      const job = await publisher[method](item.payload, item.options);
+      out.push({ id: job.id, name: job.name, timestamp: job.timestamp });
+    }
+  } finally {
+    await queue.close();
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
