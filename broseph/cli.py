@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from broseph import db, logs
+from broseph.ingress.cli import ingress_cli
+from broseph.ops.cli import health_command, jobs_cli
 from broseph.settings import get_settings
 
 cli = typer.Typer(
@@ -19,6 +21,9 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+cli.add_typer(ingress_cli, name="ingress")
+cli.add_typer(jobs_cli, name="jobs")
+cli.command("health")(health_command)
 
 
 def _setup_logging() -> None:

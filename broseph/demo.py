@@ -16,9 +16,11 @@ import psycopg
 from psycopg.rows import dict_row
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from broseph import enqueue, logs, migrate, services, sql, worker
+from broseph.jobs import generate_prompt
 from broseph.jobs.process_engagement import ProcessEngagement
 from broseph.settings import Settings, get_settings
 
@@ -85,6 +87,7 @@ async def _run(settings: Settings, n_groups: int, console: Console) -> int:
         svc = services.build(settings, services.pool_of(app))
         services.install(app, svc)
         await _enqueue_from_python(svc, group_ids)
+        await _enqueue_prompts(svc, group_ids)
         worker_task = asyncio.create_task(
             app.run_worker_async(install_signal_handlers=False, concurrency=4, wait=True)
         )
@@ -136,6 +139,9 @@ async def _seed(url: str, n_groups: int) -> list[Any]:
                 sql.query("demo_messages"), {"group_id": gid, "count": rng.randint(10, 40)}
             )
             ids.append(gid)
+        # Push notifications: a phone per person, and one fresh message per group to announce.
+        await conn.execute(sql.query("demo_devices"))
+        await conn.execute(sql.query("demo_fresh_messages"))
         await conn.commit()
     return ids
 
@@ -198,3 +204,62 @@ async def _engagement(conn: psycopg.AsyncConnection[Any], since: datetime.dateti
                 "—" if rate is None else f"{rate:.0%}",
             )
     return table
+
+
+async def _notifications(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) -> Table:
+    """
+    What the development outbox received (no FIREBASE_CREDENTIALS_FILE), and every outcome.
+    """
+    table = Table(title="Push notifications (broseph.push_outbox, newest 20)")
+    for column in ("type", "to", "device", "title", "body"):
+        table.add_column(column)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("demo_outbox"), {"since": since, "limit": 20})
+        for row in await cur.fetchall():
+            table.add_row(
+                row["notification_type"],
+                row["display_name"],
+                row["target_kind"],
+                row["title"],
+                row["body"],
+            )
+        await cur.execute(sql.query("demo_notification_outcomes"), {"since": since})
+        outcomes = await cur.fetchall()
+    table.caption = "; ".join(
+        f"{r['type']} {r['status']}" + (f" ({r['reason']})" if r["reason"] else "") + f": {r['n']}"
+        for r in outcomes
+    )
+    return table
+
+
+SECTIONS.append(_notifications)
+
+
+async def _enqueue_prompts(svc: services.Services, group_ids: list[Any]) -> None:
+    """
+    Today's prompt for every demo group now, rather than at PROMPT_HOUR (OpenAI with a key, else
+    the offline bank); the schedule's own keys, so a fan-out tick during the demo adds nothing.
+    """
+    async with svc.pool.connection() as conn:
+        await generate_prompt.enqueue_today(conn, group_ids, source="api")
+
+
+async def _prompts(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) -> Table:
+    table = Table(title="Daily prompts (public.prompts)")
+    for column in ("group", "time zone", "local day", "source"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("prompt (category)", ratio=1)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("demo_prompts"), {"since": since})
+        for row in await cur.fetchall():
+            table.add_row(
+                row["group_name"],
+                row["time_zone"],
+                str(row["local_date"]),
+                row["source"],
+                f"{escape(row['text'])} [dim]({row['category']})[/]",
+            )
+    return table
+
+
+SECTIONS.append(_prompts)

@@ -7,7 +7,7 @@ Each field here is documented in `.env.example`; `tests/test_settings.py` fails 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,18 +63,36 @@ class Settings(BaseSettings):
     new_message_stale_after_minutes: int = Field(default=120, ge=1)
     reminder_hour: int = Field(default=20, ge=0, le=23)
     reminder_cron: str = "*/15 * * * *"
+    # Where FCM lives (a stand-in server in tests); None = https://fcm.googleapis.com.
+    fcm_base_url: str | None = None
+    # Testing only (crash tests): seconds to pause between the FCM call and recording its outcome.
+    push_test_pause_after_send: float = Field(default=0.0, ge=0)
 
     # --- BullMQ ingress -------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379"
     ingress_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["broseph-jobs"])
     ingress_concurrency: int = Field(default=10, ge=1)
     ingress_max_payload_bytes: int = Field(default=16384, ge=256)
+    # BullMQ job name → {"job_type": ..., "fields": {"camelName": "snake_name"}}, merged over the
+    # built-in table in broseph/ingress/mapping.py (JSON in the environment).
+    ingress_job_map: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ingress_lock_duration_ms: int = Field(default=30000, ge=1000)
+    ingress_stalled_interval_ms: int = Field(default=30000, ge=500)
+    # Testing only: hold each job between the Postgres commit and the BullMQ ack (crash tests).
+    ingress_test_hold_after_commit: float = Field(default=0.0, ge=0)
 
     # --- operations -----------------------------------------------------------------------
     rescue_after_seconds: float = Field(default=30.0, gt=0)
+    # procrastinate cron; a sixth field is seconds.
+    rescue_cron: str = "* * * * * */15"
     retention_days: int = Field(default=14, ge=1)
+    retention_cron: str = "17 * * * *"
     prune_batch_size: int = Field(default=5000, ge=1)
     metrics_port: int | None = None
+    metrics_addr: str = "0.0.0.0"
+    metrics_sample_seconds: float = Field(default=15.0, gt=0)
+    # How long a worker waits for a lost database before it exits non-zero (for its supervisor).
+    db_outage_timeout: float = Field(default=300.0, gt=0)
 
     @field_validator("worker_queues", "ingress_queues", mode="before")
     @classmethod

@@ -9,23 +9,84 @@ Building the app connects to nothing; the pool opens when a worker or shell star
 
 from __future__ import annotations
 
+import contextlib
+import select
+from collections.abc import AsyncIterator
 from typing import Any
 
 import procrastinate
+import psycopg
+import psycopg_pool
 from procrastinate import job_context
+from psycopg.rows import DictRow
 
-from broseph import jobs, lifecycle, services
+from broseph import jobs, lifecycle, records, services
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
+from broseph.ops import periodic as ops_periodic
+from broseph.ops.connector import ResilientConnector
+from broseph.ops.worker_app import WorkerApp
 from broseph.settings import Settings, get_settings
+
+
+class WorkerConnector(ResilientConnector):
+    """
+    The worker's connector: procrastinate's, riding out database restarts
+    (broseph/ops/connector.py), with fewer round trips per job.
+
+    procrastinate runs each of its statements (fetch a job, finish it, retry it, heartbeat) alone
+    on a pooled connection, inside the pool's implicit transaction: BEGIN, the statement, COMMIT.
+    Here they run in autocommit — the same single-statement transaction, without two of its three
+    round trips. Statements on a caller's connection are left alone (the caller owns it).
+    """
+
+    @contextlib.asynccontextmanager
+    async def _get_cursor(
+        self, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        if connection is not None:
+            async with super()._get_cursor(connection) as cursor:
+                yield cursor
+            return
+        async with self.pool.connection() as conn, records.autocommit(conn):
+            async with super()._get_cursor(conn) as cursor:
+                yield cursor
+
+
+def _pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """
+    procrastinate's pool, with a liveness check that costs no round trip. procrastinate asks
+    for `check_connection`, an empty query on every checkout — one more round trip for each of
+    its statements and each handler query. A connection the server closed (restart, terminated
+    backend) has something to read on its idle socket; that is what is checked instead.
+    """
+    kwargs["check"] = _check_alive
+    return psycopg_pool.AsyncConnectionPool(**kwargs)
+
+
+async def _check_alive(conn: psycopg.AsyncConnection[Any]) -> None:
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        # An idle connection is never sent anything unasked but an error before it is closed
+        # ("terminating connection …") or the end of the stream itself. Close it: the pool
+        # replaces closed connections, while one libpq still thinks idle would be handed out
+        # again.
+        await conn.close()
+        raise psycopg.OperationalError("the server closed the connection")
 
 
 def make_connector(settings: Settings, *, url: str | None = None) -> procrastinate.PsycopgConnector:
     """
-    procrastinate's psycopg connector, sized for the worker's concurrency.
+    procrastinate's psycopg connector, sized for the worker's concurrency; it rides out database
+    restarts (broseph/ops/connector.py) and spends one round trip per statement
+    (`WorkerConnector`, `_pool`).
     """
     kwargs: dict[str, Any] = connection_kwargs(settings)
-    return procrastinate.PsycopgConnector(
+    return WorkerConnector(
+        pool_factory=_pool,
+        outage_timeout=settings.db_outage_timeout,
         conninfo=url or settings.database_url or "",
         # Handlers share this pool with procrastinate's fetch/finish; one spare for the
         # LISTEN connection and one for periodic deferral.
@@ -47,6 +108,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "abort_job_polling_interval": settings.poll_interval,
         "shutdown_graceful_timeout": settings.shutdown_timeout,
         "update_heartbeat_interval": settings.heartbeat_interval,
+        # A starting worker deletes workers silent for this long; same threshold as rescue.
+        "stalled_worker_timeout": settings.rescue_after_seconds,
     }
 
 
@@ -54,19 +117,24 @@ def create_app(
     settings: Settings | None = None,
     *,
     connector: procrastinate.PsycopgConnector | None = None,
+    periodic: bool = True,
 ) -> procrastinate.App:
     """
-    A fully registered App: every job type of the catalogue plus the periodic tasks.
+    A fully registered App: every job type of the catalogue plus (unless `periodic` is False,
+    as in tests that must control every job) the periodic tasks.
     """
     settings = settings or get_settings()
-    app = procrastinate.App(
+    app = WorkerApp(
+        settings=settings,
         connector=connector or make_connector(settings),
         worker_defaults=worker_options(settings),  # type: ignore[arg-type]
     )
     for job_type in jobs.CATALOGUE.values():
         lifecycle.register(app, job_type)
-    for periodic in jobs.PERIODIC:
-        _register_periodic(app, settings, periodic)
+    if periodic:
+        for entry in jobs.PERIODIC:
+            _register_periodic(app, settings, entry)
+        ops_periodic.register(app, settings, schedule=periodic)
     return app
 
 

@@ -75,9 +75,10 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[procrastinate.App]:
     """
-    A broseph app on the test database, opened, with services installed.
+    A broseph app on the test database, opened, with services installed. Periodic tasks are
+    off so every job a test sees is one it made; call them directly to test them.
     """
-    application = worker.create_app(settings)
+    application = worker.create_app(settings, periodic=False)
     async with application.open_async():
         services.install(application, services.build(settings, services.pool_of(application)))
         yield application

@@ -24,8 +24,10 @@ async def test_sql_registry_matches_python_catalogue(conn):
         assert row["max_attempts"] == job_type.max_attempts
 
 
-def test_every_job_type_is_a_registered_task(app: procrastinate.App):
+def test_every_job_type_and_periodic_task_is_registered():
+    from broseph.worker import app
+
     for name, job_type in jobs.CATALOGUE.items():
         assert app.tasks[name].queue == job_type.queue
-    for periodic in jobs.PERIODIC:
-        assert periodic.name in app.tasks
+    periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}
+    assert {p.name for p in jobs.PERIODIC} <= periodic

@@ -23,7 +23,7 @@ DAY = datetime.date(2026, 3, 1)
 async def _counts(conn) -> tuple[int, int]:
     cur = await conn.execute(
         "SELECT (SELECT count(*) FROM broseph.job_records) AS records,"
-        " (SELECT count(*) FROM procrastinate_jobs) AS jobs"
+        " (SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'ProcessEngagement') AS jobs"
     )
     row = await cur.fetchone()
     return row["records"], row["jobs"]

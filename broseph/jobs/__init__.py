@@ -4,10 +4,10 @@ The catalogue of job types. A new job type = one module here + one line in `_MOD
 
 from __future__ import annotations
 
-from broseph.jobs import process_engagement
+from broseph.jobs import generate_prompt, notify_members, process_engagement, send_notification
 from broseph.jobs.base import JobType, Periodic
 
-_MODULES = (process_engagement,)
+_MODULES = (process_engagement, generate_prompt, send_notification, notify_members)
 
 CATALOGUE: dict[str, JobType] = {m.JOB.name: m.JOB for m in _MODULES}
 PERIODIC: tuple[Periodic, ...] = tuple(p for m in _MODULES for p in getattr(m, "PERIODIC", ()))
