@@ -4,7 +4,6 @@ The two faces of enqueue agree: the SQL registry matches the Python catalogue.
 
 from __future__ import annotations
 
-import procrastinate
 from psycopg.rows import dict_row
 
 from broseph import jobs, sql
