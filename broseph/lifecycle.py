@@ -11,6 +11,7 @@ only what the queue row cannot carry — the reason of a failure, progress, a re
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 import uuid
@@ -56,22 +57,47 @@ async def run(
     svc = services.for_app(context.app)
     started = time.perf_counter()
     record_id: uuid.UUID | None = None
+    reporter: records.ProgressReporter | None = None
     try:
         record_id = _record_id(kwargs)
         log = log.bind(record_id=str(record_id))
-        run_ = await _prepare(job_type, svc, record_id, context, log)
+        reporter = records.progress_reporter(svc.pool, record_id)
+        run_ = await _prepare(job_type, svc, record_id, context, log, reporter)
         payload = _payload(job_type, run_, kwargs)
         log.info("job_start", source=run_.source, max_attempts=run_.max_attempts)
         await job_type.handle(run_, payload)
-        if run_.result:
-            await records.note_result(svc.pool, record_id, Jsonb(run_.result))
+        # The last write of the attempt carries the result and any coalesced progress update.
+        last_progress = await reporter.settle()
+        if run_.result or last_progress:
+            result = Jsonb(run_.result) if run_.result else None
+            await records.note_result(svc.pool, record_id, result, progress=last_progress)
     except BaseException as exc:
-        await _failed(job_type, strategy, context, record_id, exc, log, started, svc)
-        raise
+        failure = _as_abort(exc, context)
+        last_progress = await reporter.settle() if reporter is not None else None
+        await _failed(
+            job_type, strategy, context, record_id, failure, log, started, svc, last_progress
+        )
+        if failure is exc:
+            raise
+        raise failure from None
     elapsed = time.perf_counter() - started
     metrics.JOBS.labels(job_type.name, "completed").inc()
     metrics.JOB_DURATION.labels(job_type.name).observe(elapsed)
     log.info("job_complete", duration_ms=round(elapsed * 1000, 1))
+
+
+def _as_abort(exc: BaseException, context: job_context.JobContext) -> BaseException:
+    """
+    An abort (a cancel request, or a shutdown past its timeout) reaches an async handler as
+    CancelledError, but procrastinate treats only JobAborted as an abort — a CancelledError would
+    be retried, and a cancelled job would end `failed`. Translate it.
+    """
+    reason = context.abort_reason()
+    if not isinstance(exc, asyncio.CancelledError) or reason is None:
+        return exc
+    if reason == job_context.AbortReason.SHUTDOWN:
+        return exceptions.JobAborted("worker shut down before the job finished")
+    return exceptions.JobAborted("cancelled on request")
 
 
 def _record_id(kwargs: dict[str, Any]) -> uuid.UUID:
@@ -90,8 +116,13 @@ async def _prepare(
     record_id: uuid.UUID,
     context: job_context.JobContext,
     log: structlog.stdlib.BoundLogger,
+    reporter: records.ProgressReporter,
 ) -> JobRun:
-    record = await records.load(svc.pool, record_id)
+    # Read with the queue row when the worker's connector fetched it (records.Fetched).
+    fetched: records.Fetched | None = getattr(context.app.connector, "fetched", None)
+    record = fetched.take(context.job.id) if fetched and context.job.id is not None else None
+    if record is None or record.id != record_id:
+        record = await records.load(svc.pool, record_id)
     if record is None:
         raise PermanentJobError(f"job record {record_id} not found (deleted?)")
     return JobRun(
@@ -102,7 +133,7 @@ async def _prepare(
         source=record.source,
         services=svc,
         log=log,
-        progress=records.progress_reporter(svc.pool, record_id),
+        progress=reporter,
         should_abort=context.should_abort,
         params=record.params,
     )
@@ -129,6 +160,7 @@ async def _failed(
     log: structlog.stdlib.BoundLogger,
     started: float,
     svc: services.Services,
+    last_progress: tuple[int, str] | None,
 ) -> None:
     error = scrub(f"{type(exc).__name__}: {exc}")[:2000]
     aborted = isinstance(exc, exceptions.JobAborted)
@@ -139,7 +171,7 @@ async def _failed(
     )
     if record_id is not None:
         try:
-            await records.note_error(svc.pool, record_id, error)
+            await records.note_error(svc.pool, record_id, error, progress=last_progress)
         except Exception as note_exc:  # the database may be the very thing that failed
             log.warning("job_error_not_recorded", error=scrub(str(note_exc))[:500])
     elapsed = time.perf_counter() - started

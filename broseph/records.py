@@ -2,20 +2,37 @@
 Job-record reads and the writes the lifecycle owns (progress, error, result).
 
 Status is deliberately absent: it moves only with the queue row (trigger, migrations/0003).
+
+Each of these is ONE statement, so it runs in autocommit (`autocommit()`): the statement is its
+own transaction, exactly as under the pool's implicit one, without the BEGIN and COMMIT round
+trips around it (bench/processing.py measures the difference).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import sql
-from broseph.jobs.base import ProgressFn
+from broseph.logs import scrub
+
+logger = structlog.get_logger("broseph.job")
+
+# Progress updates closer together than this are coalesced: the first one is written at once,
+# the latest of the following ones when the interval has passed (or with the job's last write).
+PROGRESS_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -29,33 +46,186 @@ class Record:
     source: str
 
 
+@contextlib.asynccontextmanager
+async def autocommit(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """
+    Run single statements on an idle pooled connection without BEGIN / COMMIT round trips; the
+    connection's own mode is restored afterwards (setting it costs no round trip).
+    """
+    if conn.autocommit:
+        yield
+        return
+    await conn.set_autocommit(True)
+    try:
+        yield
+    finally:
+        # A broken connection cannot be reset; the pool discards it on return anyway.
+        with contextlib.suppress(psycopg.Error):
+            await conn.set_autocommit(False)
+
+
+@contextlib.asynccontextmanager
+async def _statement(pool: AsyncConnectionPool[Any]) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async with pool.connection() as conn, autocommit(conn):
+        yield conn
+
+
 async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record | None:
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with _statement(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("load_record"), {"record_id": record_id})
         row = await cur.fetchone()
     return Record(**row) if row else None
 
 
-def progress_reporter(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> ProgressFn:
+class Fetched:
     """
-    A `progress(percent, message)` callable bound to one record.
+    Records read in the same statement as their queue rows (`fetch_job_with_record`, run by the
+    worker's connector), kept until the lifecycle takes them: a job's record then costs no round
+    trip of its own. Bounded: a job no lifecycle runs (a periodic task has no record) cannot
+    make it grow.
     """
 
-    async def progress(percent: int, message: str) -> None:
-        async with pool.connection() as conn:
-            await conn.execute(
-                sql.query("report_progress"),
-                {"record_id": record_id, "progress": max(0, min(100, percent)), "message": message},
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._by_job: collections.OrderedDict[int, Record] = collections.OrderedDict()
+
+    def keep(self, row: dict[str, Any]) -> dict[str, Any]:
+        """
+        Take the record columns (record_*) out of a fetched row; keep the record by job id.
+        """
+        record = {key: row.pop(f"record_{key}") for key in _FETCHED_COLUMNS}
+        if row["id"] is not None and record["id"] is not None:
+            # The fetch's trigger has just moved the record to processing, attempt n + 1: the
+            # same values records.load would read a moment later.
+            self._by_job[row["id"]] = Record(
+                **record, status="processing", attempts=row["attempts"] + 1
+            )
+            while len(self._by_job) > self.LIMIT:
+                self._by_job.popitem(last=False)
+        return row
+
+    def take(self, job_id: int) -> Record | None:
+        return self._by_job.pop(job_id, None)
+
+
+_FETCHED_COLUMNS = ("id", "job_type", "params", "max_attempts", "source")
+
+
+class ProgressReporter:
+    """
+    `await progress(percent, message)` for one record (a `ProgressFn`), throttled.
+
+    The first update is written at once, so a client polling the record sees the job move as
+    soon as it reports; updates that follow within PROGRESS_INTERVAL of a write are coalesced —
+    the latest is written when the interval has passed, or by the lifecycle's last write of the
+    attempt (`settle()` hands it over), so the record always ends with the last reported message.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> None:
+        self._pool = pool
+        self._record_id = record_id
+        self._pending: tuple[int, str] | None = None
+        self._written_at: float | None = None
+        self._timer: asyncio.Task[None] | None = None
+        # Writes go out one at a time, so an older value can never commit after a newer one.
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, percent: int, message: str) -> None:
+        self._pending = (max(0, min(100, percent)), message)
+        wait = self._wait()
+        if wait <= 0:
+            await self._write()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._write_later(wait))
+
+    def _wait(self) -> float:
+        if self._written_at is None:
+            return 0.0
+        return self._written_at + PROGRESS_INTERVAL - time.monotonic()
+
+    async def _write_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._timer = None
+        try:
+            await self._write()
+        except Exception as exc:  # nobody awaits this task: the next write carries the update
+            logger.warning(
+                "progress_not_recorded", record_id=str(self._record_id), error=scrub(str(exc))[:300]
             )
 
-    return progress
+    async def _write(self) -> None:
+        async with self._lock:
+            if self._pending is None:
+                return
+            (percent, message), self._pending = self._pending, None
+            self._written_at = time.monotonic()
+            try:
+                async with _statement(self._pool) as conn:
+                    await conn.execute(
+                        sql.query("report_progress"),
+                        {"record_id": self._record_id, "progress": percent, "message": message},
+                    )
+            except BaseException:
+                if self._pending is None:  # unless a newer update is waiting, keep this one
+                    self._pending = (percent, message)
+                raise
+
+    async def settle(self) -> tuple[int, str] | None:
+        """
+        Stop the timer; the update not yet written (None: all written), for the last write.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        async with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
 
 
-async def note_error(pool: AsyncConnectionPool[Any], record_id: uuid.UUID, error: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(sql.query("note_error"), {"record_id": record_id, "error": error})
+def progress_reporter(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> ProgressReporter:
+    """
+    A throttled `progress(percent, message)` callable bound to one record.
+    """
+    return ProgressReporter(pool, record_id)
 
 
-async def note_result(pool: AsyncConnectionPool[Any], record_id: uuid.UUID, result: Jsonb) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(sql.query("note_result"), {"record_id": record_id, "result": result})
+def _progress_params(progress: tuple[int, str] | None) -> dict[str, Any]:
+    percent, message = progress if progress is not None else (None, None)
+    return {"progress": percent, "message": message}
+
+
+async def note_error(
+    pool: AsyncConnectionPool[Any],
+    record_id: uuid.UUID,
+    error: str,
+    *,
+    progress: tuple[int, str] | None = None,
+) -> None:
+    """
+    The reason of a failed attempt, with the last progress update not yet written (if any).
+    """
+    async with _statement(pool) as conn:
+        await conn.execute(
+            sql.query("note_error"),
+            {"record_id": record_id, "error": error, **_progress_params(progress)},
+        )
+
+
+async def note_result(
+    pool: AsyncConnectionPool[Any],
+    record_id: uuid.UUID,
+    result: Jsonb | None,
+    *,
+    progress: tuple[int, str] | None = None,
+) -> None:
+    """
+    The handler's result and/or the last progress update not yet written, in one statement.
+    """
+    async with _statement(pool) as conn:
+        await conn.execute(
+            sql.query("note_result"),
+            {"record_id": record_id, "result": result, **_progress_params(progress)},
+        )

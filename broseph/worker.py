@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import select
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, LiteralString
 
 import procrastinate
 import psycopg
 import psycopg_pool
 from procrastinate import job_context
+from procrastinate import sql as procrastinate_sql
 from psycopg.rows import DictRow
 
-from broseph import jobs, lifecycle, records, services
+from broseph import jobs, lifecycle, records, services, sql
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
@@ -37,8 +38,22 @@ class WorkerConnector(ResilientConnector):
     procrastinate runs each of its statements (fetch a job, finish it, retry it, heartbeat) alone
     on a pooled connection, inside the pool's implicit transaction: BEGIN, the statement, COMMIT.
     Here they run in autocommit — the same single-statement transaction, without two of its three
-    round trips. Statements on a caller's connection are left alone (the caller owns it).
+    round trips. Statements on a caller's connection are left alone (the caller owns it). The
+    fetch also reads the job's record (`records.Fetched`), which the lifecycle would otherwise
+    load with a round trip of its own.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fetched = records.Fetched()
+
+    async def execute_query_one_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> dict[str, Any]:
+        if query != _FETCH_JOB:
+            return await super().execute_query_one_async(query, **arguments)
+        row = await super().execute_query_one_async(sql.query("fetch_job_with_record"), **arguments)
+        return self.fetched.keep(row)
 
     @contextlib.asynccontextmanager
     async def _get_cursor(
@@ -51,6 +66,9 @@ class WorkerConnector(ResilientConnector):
         async with self.pool.connection() as conn, records.autocommit(conn):
             async with super()._get_cursor(conn) as cursor:
                 yield cursor
+
+
+_FETCH_JOB = procrastinate_sql.queries["fetch_job"]
 
 
 def _pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:

@@ -6,22 +6,63 @@ SELECT r.id, r.job_type, r.params, r.status, r.attempts,
   JOIN broseph.job_types t ON t.name = r.job_type
  WHERE r.id = %(record_id)s;
 
+-- name: fetch_job_with_record
+-- procrastinate's fetch_job (the same columns; worker.WorkerConnector runs this in its place) plus
+-- the fetched job's record (record_*, NULL for a job without one), in the same statement: the
+-- lifecycle needs no round trip of its own to load it. The outer SELECT reads the record as of the
+-- statement's start — before the fetch's trigger moved it to processing, which changes neither its
+-- params, nor its source, nor its retry budget.
+WITH job AS MATERIALIZED (
+    SELECT * FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)
+)
+SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_lock, job.args,
+       job.scheduled_at, job.queue_name, job.attempts, job.worker_id,
+       r.id AS record_id, r.job_type AS record_job_type, r.params AS record_params,
+       coalesce(r.max_attempts, t.max_attempts) AS record_max_attempts,
+       r.source AS record_source
+  FROM job
+  LEFT JOIN broseph.job_records r ON r.procrastinate_job_id = job.id
+  LEFT JOIN broseph.job_types t ON t.name = r.job_type;
+
 -- name: report_progress
 -- Progress of a running job (0–100 plus a short message), for clients polling the record.
+-- Committed without waiting for the WAL flush (synchronous_commit off for this transaction only):
+-- visible at once all the same, and made durable by the job's own finish, whose synchronous
+-- commit flushes all WAL written before it. A crash before that re-runs the job anyway.
 UPDATE broseph.job_records
    SET progress = %(progress)s, progress_message = %(message)s, updated_at = now()
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
  WHERE id = %(record_id)s AND status = 'processing';
 
 -- name: note_error
--- The reason of a failed attempt; the status itself moves with the queue row (trigger).
+-- The reason of a failed attempt; the status itself moves with the queue row (trigger). A
+-- progress update the reporter had not written yet (NULL: none) is written with it, under the
+-- same condition as report_progress. Committed like report_progress (the retry or failure of
+-- the queue row that follows commits synchronously, flushing this too).
 UPDATE broseph.job_records
-   SET last_error = %(error)s, updated_at = now()
+   SET last_error = %(error)s,
+       progress = CASE WHEN status = 'processing' THEN coalesce(%(progress)s, progress)
+                       ELSE progress END,
+       progress_message = CASE WHEN status = 'processing'
+                               THEN coalesce(%(message)s, progress_message)
+                               ELSE progress_message END,
+       updated_at = now()
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
  WHERE id = %(record_id)s;
 
 -- name: note_result
--- A short machine-readable outcome of a finished handler (counts, ids, skip reasons).
+-- A short machine-readable outcome of a finished handler (counts, ids, skip reasons; NULL keeps
+-- it), with the progress update the reporter had not written yet (NULL: none), in one statement.
+-- Committed like report_progress (the job's finish that follows flushes it).
 UPDATE broseph.job_records
-   SET result = %(result)s, updated_at = now()
+   SET result = coalesce(%(result)s, result),
+       progress = CASE WHEN status = 'processing' THEN coalesce(%(progress)s, progress)
+                       ELSE progress END,
+       progress_message = CASE WHEN status = 'processing'
+                               THEN coalesce(%(message)s, progress_message)
+                               ELSE progress_message END,
+       updated_at = now()
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
  WHERE id = %(record_id)s;
 
 -- name: job_types

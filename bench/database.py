@@ -1,0 +1,136 @@
+"""
+The benchmark database: a fresh, migrated database on the local server (dropped afterwards), or
+the one BENCH_DATABASE_URL names — which must be an empty, throwaway database, because every
+round starts by emptying the queue, the records and the domain tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
+
+from broseph import migrate
+from broseph.jobs.base import JobType, field_spec
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# Emptied between rounds (those that exist: other areas add tables as they land). Not
+# procrastinate_workers: live bench workers are registered there.
+_RESET_TABLES = (
+    "public.procrastinate_events",
+    "public.procrastinate_periodic_defers",
+    "public.procrastinate_jobs",
+    "broseph.job_records",
+    "broseph.ingress_receipts",
+    "broseph.ingress_quarantine",
+    "broseph.push_outbox",
+    "public.notifications",
+    "public.prompts",
+    "public.group_members",
+    "public.device_tokens",
+    "public.groups",
+    "public.profiles",
+)
+# What must be empty before the bench may use a database it did not create.
+_MUST_BE_EMPTY = ("broseph.job_records", "public.procrastinate_jobs", "public.groups")
+
+
+class NotAThrowawayDatabase(RuntimeError):
+    """
+    BENCH_DATABASE_URL points at a database holding data: the bench would wipe it.
+    """
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+@dataclass
+class BenchDatabase:
+    url: str
+    # Set when the bench created the database (and so drops it at the end).
+    admin_url: str | None = None
+    created: str | None = None
+
+    @classmethod
+    async def open(cls, url: str | None, *, server: str = LOCAL_SERVER) -> BenchDatabase:
+        """
+        BENCH_DATABASE_URL (migrated here, refused unless empty), else a fresh database created
+        on `server` (an admin URL).
+        """
+        if url:
+            bench = cls(url=url)
+            await migrate.migrate(url)
+            await bench._check_empty()
+            return bench
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        async with await psycopg.AsyncConnection.connect(server, autocommit=True) as conn:
+            await conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        bench = cls(url=with_dbname(server, name), admin_url=server, created=name)
+        try:
+            await migrate.migrate(bench.url)
+        except BaseException:
+            await bench.close()
+            raise
+        return bench
+
+    async def close(self) -> None:
+        if self.created and self.admin_url:
+            async with await psycopg.AsyncConnection.connect(
+                self.admin_url, autocommit=True
+            ) as conn:
+                await conn.execute(
+                    f'DROP DATABASE IF EXISTS "{self.created}" WITH (FORCE)'.encode()
+                )
+            self.created = None
+
+    async def connect(self, *, autocommit: bool = False) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=autocommit)
+
+    async def _check_empty(self) -> None:
+        async with await self.connect(autocommit=True) as conn:
+            for table in _MUST_BE_EMPTY:
+                cur = await conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})".encode())
+                row = await cur.fetchone()
+                if row and row[0]:
+                    raise NotAThrowawayDatabase(
+                        f"BENCH_DATABASE_URL: {table} is not empty. The bench empties the queue, "
+                        "the job records and the domain tables; point it at an empty database."
+                    )
+
+    async def reset(self) -> None:
+        """
+        Empty the queue, the records and the domain tables (a round starts from nothing).
+        """
+        async with await self.connect(autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NOT NULL",
+                (list(_RESET_TABLES),),
+            )
+            tables = [str(r[0]) for r in await cur.fetchall()]
+            await conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE".encode())
+
+    async def register(self, job_type: JobType) -> None:
+        """
+        Put a bench-only job type into this database's registry (never the production one).
+        """
+        async with await self.connect(autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO broseph.job_types (name, task_name, queue, fields, max_attempts,"
+                " description) VALUES (%s, %s, %s, %s, %s, 'bench only')"
+                " ON CONFLICT (name) DO NOTHING",
+                (
+                    job_type.name,
+                    job_type.name,
+                    job_type.queue,
+                    Jsonb(field_spec(job_type.payload)),
+                    job_type.max_attempts,
+                ),
+            )

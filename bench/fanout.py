@@ -1,0 +1,80 @@
+"""
+(2) The daily fan-out: one GeneratePrompt job per group for 100,000 groups, in one transaction.
+
+Ours: `broseph.enqueue.enqueue_many(conn, payloads, idempotency_keys=…)` — job records with
+idempotency keys, params validated by the SQL contract, per-group locks, then the queue rows (in
+statements of `enqueue.CHUNK_SIZE`). Baseline: procrastinate's `batch_defer_async` of the same
+arguments on the caller's connection (same slices), queue rows only. Inputs are built before
+the clock starts on both sides; the clock stops when COMMIT returns: jobs/s.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bench import workers
+from bench.harness import Context, Metric, Repetition, Sample, at_least, both, ratio_at_least
+from broseph import enqueue
+from broseph.jobs import generate_prompt
+from broseph.jobs.generate_prompt import GeneratePrompt
+
+number = 2
+title = "Daily fan-out over 100,000 groups"
+DAY = datetime.date(2026, 3, 1)
+metrics = (
+    Metric(
+        "fanout",
+        "(2) fan-out, enqueue_many with records + idempotency keys, 1 transaction",
+        "jobs/s",
+        baseline="procrastinate batch_defer_async, same slices",
+        target=both(ratio_at_least(1.0), at_least(20_000, "jobs/s")),
+    ),
+)
+
+
+async def ours(ctx: Context, groups: list[uuid.UUID]) -> float:
+    payloads = [GeneratePrompt(group_id=g, local_date=DAY) for g in groups]
+    keys = [generate_prompt.idempotency_key(g, DAY) for g in groups]
+    async with await ctx.db.connect() as conn:
+        started = time.perf_counter()
+        ids = await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
+        await conn.commit()
+        elapsed = time.perf_counter() - started
+    assert len(set(ids)) == len(groups), "every group gets its own record"
+    return len(groups) / elapsed
+
+
+async def raw(ctx: Context, groups: list[uuid.UUID]) -> float:
+    app = workers.raw_app(ctx.db.url, concurrency=1)
+    task = app.tasks[workers.RAW_TASK]
+    day = DAY.isoformat()
+    args: list[dict[str, Any]] = [{"group_id": str(g), "local_date": day} for g in groups]
+    step = enqueue.CHUNK_SIZE
+    async with app.open_async(), await ctx.db.connect() as conn:
+        deferrer = task.configure(connection=conn, queue="bench_fanout")
+        started = time.perf_counter()
+        for start in range(0, len(args), step):
+            await deferrer.batch_defer_async(*args[start : start + step])
+        await conn.commit()
+        elapsed = time.perf_counter() - started
+    return len(groups) / elapsed
+
+
+async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
+    n = ctx.size(full=100_000, smoke=2_000)
+    ctx.note(f"(2) {n:,} groups per side per repetition (slices of {enqueue.CHUNK_SIZE:,}).")
+    # Warm up both paths (plpgsql compiles on first call, psycopg learns the types).
+    await ctx.db.reset()
+    await ours(ctx, [uuid.uuid4() for _ in range(50)])
+    await raw(ctx, [uuid.uuid4() for _ in range(50)])
+    for rep in range(ctx.reps):
+        figures: dict[str, float] = {}
+        for side in ("ours", "raw") if rep % 2 == 0 else ("raw", "ours"):
+            await ctx.db.reset()
+            groups = [uuid.uuid4() for _ in range(n)]
+            figures[side] = await (ours if side == "ours" else raw)(ctx, groups)
+        yield {"fanout": Sample(figures["ours"], figures["raw"])}

@@ -1,0 +1,254 @@
+"""
+What every benchmark shares: repetitions, medians, ratios to a same-run baseline, the table.
+
+A benchmark declares its rows (`Metric`) and yields one `Repetition` per round: for each row the
+figure it measured and, where the row has one, the baseline measured in the SAME round on the
+same machine. The ratio is taken per round (figure ÷ baseline of that round), then summarised
+like the figures: median and min–max over the rounds. Targets are checked on medians.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bench.database import BenchDatabase
+
+
+@dataclass(frozen=True)
+class Target:
+    """
+    A pass mark, shown as `text` and checked on the row's medians.
+    """
+
+    text: str
+    check: Callable[[Row], bool]
+
+
+def ratio_at_least(x: float) -> Target:
+    return Target(f"≥ {x:g}×", lambda row: row.ratio.median >= x)
+
+
+def at_least(x: float, unit: str = "") -> Target:
+    return Target(f"≥ {x:,g} {unit}".strip(), lambda row: row.value.median >= x)
+
+
+def at_most(x: float, unit: str = "") -> Target:
+    return Target(f"≤ {x:,g} {unit}".strip(), lambda row: row.value.median <= x)
+
+
+def both(first: Target, second: Target) -> Target:
+    return Target(f"{first.text} and {second.text}", lambda r: first.check(r) and second.check(r))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """
+    One row of the table: what is measured, in which unit, against which baseline.
+    """
+
+    key: str
+    label: str
+    unit: str
+    # What the baseline is (None: the row has no baseline, and so no ratio).
+    baseline: str | None = None
+    target: Target | None = None
+    # Decimals shown for figures in this unit.
+    decimals: int = 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """
+    One round's figure for one row, with that round's baseline.
+    """
+
+    value: float
+    baseline: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None:
+            return None
+        return self.value / self.baseline if self.baseline else math.inf
+
+
+Repetition = dict[str, Sample]
+
+
+@dataclass
+class Context:
+    """
+    What a benchmark runs against, and how big it should be.
+    """
+
+    db: BenchDatabase
+    redis_url: str
+    reps: int
+    smoke: bool
+    workdir: Path
+    # Benchmark-specific sizes chosen on the command line (e.g. the wave's group count).
+    options: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def size(self, full: int, smoke: int) -> int:
+        return smoke if self.smoke else full
+
+    def note(self, text: str) -> None:
+        """
+        A line printed under the table (sizes used, caveats, breakdowns).
+        """
+        self.notes.append(text)
+
+
+class Benchmark(Protocol):
+    """
+    A module of `bench/`: its rows, and an async generator yielding one repetition per round.
+    """
+
+    number: int
+    title: str
+    metrics: Sequence[Metric]
+
+    def rounds(self, ctx: Context) -> AsyncIterator[Repetition]: ...
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@dataclass(frozen=True)
+class Row:
+    """
+    A metric summarised over its repetitions.
+    """
+
+    number: int
+    metric: Metric
+    samples: tuple[Sample, ...]
+
+    @property
+    def value(self) -> Spread:
+        return Spread.of([s.value for s in self.samples])
+
+    @property
+    def baseline(self) -> Spread | None:
+        values = [s.baseline for s in self.samples if s.baseline is not None]
+        return Spread.of(values) if values else None
+
+    @property
+    def ratio(self) -> Spread:
+        ratios = [r for r in (s.ratio for s in self.samples) if r is not None]
+        return Spread.of(ratios) if ratios else Spread(math.nan, math.nan, math.nan)
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.metric.target is None else self.metric.target.check(self)
+
+    def problems(self, reps: int) -> list[str]:
+        """
+        Why this row is not a complete report (the smoke run's check), or nothing.
+        """
+        found = []
+        if len(self.samples) < reps:
+            found.append(f"{len(self.samples)} of {reps} repetitions")
+        for sample in self.samples:
+            if not math.isfinite(sample.value):
+                found.append(f"figure {sample.value!r}")
+            if self.metric.baseline is not None and (
+                sample.baseline is None or not math.isfinite(sample.baseline) or not sample.baseline
+            ):
+                found.append(f"baseline {sample.baseline!r}")
+        return found
+
+
+async def collect(bench: Benchmark, ctx: Context) -> list[Row]:
+    """
+    Run a benchmark for `ctx.reps` rounds and summarise each of its metrics.
+    """
+    rounds: list[Repetition] = []
+    async for repetition in bench.rounds(ctx):
+        unknown = set(repetition) - {m.key for m in bench.metrics}
+        if unknown:
+            raise ValueError(f"benchmark {bench.number} reported unknown metrics {unknown}")
+        rounds.append(repetition)
+    return [
+        Row(bench.number, metric, tuple(r[metric.key] for r in rounds if metric.key in r))
+        for metric in bench.metrics
+    ]
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+HEADER = (
+    "| # | Measure | Unit | Ours: median | min–max | Baseline | Baseline: median | min–max "
+    "| Ratio: median | min–max | Target | Met |"
+)
+
+
+def _num(x: float, decimals: int) -> str:
+    if math.isnan(x):
+        return "—"
+    return f"{x:,.{decimals}f}"
+
+
+def _span(spread: Spread, decimals: int) -> str:
+    return f"{_num(spread.low, decimals)}–{_num(spread.high, decimals)}"
+
+
+def render(rows: Sequence[Row]) -> str:
+    """
+    The markdown table: medians over the repetitions, min–max, ratio to the same-run baseline.
+    """
+    lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
+    for row in rows:
+        m, d = row.metric, row.metric.decimals
+        if not row.samples:
+            lines.append(f"| {row.number} | {m.label} | {m.unit} | not run |" + " |" * 8)
+            continue
+        base = row.baseline
+        cells = [
+            str(row.number),
+            m.label,
+            m.unit,
+            _num(row.value.median, d),
+            _span(row.value, d),
+            m.baseline or "—",
+            _num(base.median, d) if base else "—",
+            _span(base, d) if base else "—",
+            f"{row.ratio.median:.2f}×" if base else "—",
+            f"{row.ratio.low:.2f}–{row.ratio.high:.2f}×" if base else "—",
+            m.target.text if m.target else "—",
+            {None: "—", True: "yes", False: "**no**"}[row.met],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def as_dict(row: Row) -> dict[str, object]:
+    """
+    A row as plain data (for `--json`).
+    """
+    return {
+        "number": row.number,
+        "key": row.metric.key,
+        "label": row.metric.label,
+        "unit": row.metric.unit,
+        "baseline": row.metric.baseline,
+        "target": row.metric.target.text if row.metric.target else None,
+        "met": row.met,
+        "samples": [dataclasses.asdict(s) | {"ratio": s.ratio} for s in row.samples],
+    }

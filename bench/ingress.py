@@ -1,0 +1,143 @@
+"""
+(5) BullMQ ingress → Postgres job records, vs a raw Python bullmq no-op Worker.
+
+Both consume a pre-filled BullMQ queue on the same Redis (N `ProcessEngagement` jobs as the Node
+API publishes them: camelCase data, added with the bullmq Queue API) at the same concurrency
+and job retention. Ours is `broseph.ingress.bullmq.BullMQIngress` (its public API, in this
+process): map and validate each job, commit the job record + receipt through the enqueue contract,
+then ack. Baseline: a bullmq `Worker` whose processor returns at once. Rate = (N − 1) ÷ (last −
+first job handled): Postgres record times (created_at) for ours, processor calls for the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import bullmq
+
+from bench.harness import Context, Metric, Repetition, Sample, ratio_at_least
+from broseph.ingress import bullmq as ingress_bullmq
+from broseph.settings import Settings
+
+number = 5
+title = "BullMQ ingress → Postgres records"
+CONCURRENCY = 10
+metrics = (
+    Metric(
+        "ingress",
+        "(5) BullMQ ingress → Postgres job records (commit, then ack)",
+        "jobs/s",
+        baseline="raw Python bullmq Worker, no-op processor",
+        target=ratio_at_least(0.5),
+    ),
+)
+
+
+async def fill(ctx: Context, queue_name: str, n: int) -> None:
+    queue = bullmq.Queue(queue_name, {"connection": ctx.redis_url})
+    try:
+        for start in range(0, n, 500):
+            await queue.addBulk(
+                [
+                    {
+                        "name": "ProcessEngagement",
+                        "data": {"groupId": str(uuid.uuid4()), "localDate": "2026-03-01"},
+                    }
+                    for _ in range(start, min(start + 500, n))
+                ]
+            )
+    finally:
+        await queue.close()
+
+
+async def obliterate(ctx: Context, queue_name: str) -> None:
+    queue = bullmq.Queue(queue_name, {"connection": ctx.redis_url})
+    try:
+        await queue.obliterate(force=True)
+    finally:
+        await queue.close()
+
+
+async def ours(ctx: Context, queue_name: str, n: int) -> float:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=ctx.db.url,
+        redis_url=ctx.redis_url,
+        ingress_concurrency=CONCURRENCY,
+    )
+    ingress = ingress_bullmq.BullMQIngress(settings, queues=[queue_name])
+    await ingress.start()
+    deadline = time.monotonic() + 600
+    try:
+        async with await ctx.db.connect(autocommit=True) as conn:
+            while True:
+                cur = await conn.execute(
+                    "SELECT count(*), extract(epoch FROM max(created_at) - min(created_at))"
+                    " FROM broseph.job_records WHERE source = 'bullmq'"
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                if int(row[0]) >= n:
+                    span = float(row[1])
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"ingress: {row[0]} of {n} records after 600 s")
+                await asyncio.sleep(0.1)
+    finally:
+        await ingress.stop()
+    outcomes = (await ingress.health()).outcomes
+    if outcomes.get("enqueued") != n or set(outcomes) - {"enqueued"}:
+        raise RuntimeError(f"ingress outcomes {outcomes} for {n} jobs")
+    return (n - 1) / span
+
+
+async def raw(ctx: Context, queue_name: str, n: int) -> float:
+    seen: list[float] = []
+    done = asyncio.Event()
+
+    async def processor(job: Any, token: str) -> None:
+        seen.append(time.time())
+        if len(seen) >= n:
+            done.set()
+
+    worker = bullmq.Worker(
+        queue_name,
+        processor,
+        {
+            "connection": ingress_bullmq.worker_redis_url(ctx.redis_url),
+            "concurrency": CONCURRENCY,
+            "autorun": False,
+            "removeOnComplete": ingress_bullmq.KEEP_COMPLETED,
+            "removeOnFail": ingress_bullmq.KEEP_FAILED,
+        },
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(done.wait(), timeout=600)
+    finally:
+        await worker.close()
+        await asyncio.gather(running, return_exceptions=True)
+    return (n - 1) / (max(seen) - min(seen))
+
+
+async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
+    n = ctx.size(full=3_000, smoke=100)
+    ctx.note(
+        f"(5) {n:,} BullMQ jobs per side per repetition, concurrency {CONCURRENCY}; the ingress"
+        " runs in the bench process through its public API (BullMQIngress.start/stop)."
+    )
+    for rep in range(ctx.reps):
+        await ctx.db.reset()
+        figures: dict[str, float] = {}
+        for side in ("ours", "raw") if rep % 2 == 0 else ("raw", "ours"):
+            name = f"bench-ingress-{side}-{uuid.uuid4().hex[:10]}"
+            try:
+                await fill(ctx, name, n)
+                figures[side] = await (ours if side == "ours" else raw)(ctx, name, n)
+            finally:
+                await obliterate(ctx, name)
+        yield {"ingress": Sample(figures["ours"], figures["raw"])}

@@ -1,0 +1,209 @@
+"""
+(3) Processing no-op jobs: broseph's full lifecycle vs a raw procrastinate task.
+
+Ours: the bench no-op job type run by broseph's worker app — fetch (the trigger moves the record
+to processing), load the record, validate its params, `job_start` log, one `progress()` update,
+`job_complete` log and metrics, finish (the trigger moves the record to completed). Baseline: a
+stock procrastinate App whose task does nothing. Every configuration is its own worker process
+(each on its own queue, all started once); a round enqueues N jobs in one transaction and times
+COMMIT → the last `succeeded` event (procrastinate_events, the database's clock): jobs/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from bench import workers
+from bench.database import BenchDatabase
+from bench.harness import Context, Metric, Repetition, Sample, ratio_at_least
+from broseph import enqueue
+
+number = 3
+title = "Processing no-op jobs through the full lifecycle"
+DAY = datetime.date(2026, 3, 1)
+metrics = (
+    Metric(
+        "c1",
+        "(3) no-op jobs through the lifecycle, 1 process, concurrency 1",
+        "jobs/s",
+        baseline="raw procrastinate no-op task, same",
+    ),
+    Metric(
+        "c10",
+        "(3) no-op jobs through the lifecycle, 1 process, concurrency 10",
+        "jobs/s",
+        baseline="raw procrastinate no-op task, same",
+        target=ratio_at_least(0.9),
+    ),
+    Metric(
+        "two_processes",
+        "(3) 2 worker processes × concurrency 10 (ours)",
+        "jobs/s",
+        baseline="1 process × concurrency 10 (ours, same round)",
+        target=ratio_at_least(1.5),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    key: str
+    kind: str
+    concurrency: int
+    processes: int
+
+    @property
+    def queue(self) -> str:
+        return f"bench_{self.key}"
+
+
+CONFIGS = (
+    Config("ours_c1", "ours", 1, 1),
+    Config("raw_c1", "raw", 1, 1),
+    Config("ours_c10", "ours", 10, 1),
+    Config("raw_c10", "raw", 10, 1),
+    Config("ours_2p", "ours", 10, 2),
+)
+
+
+async def enqueue_noops(db: BenchDatabase, kind: str, queue: str, n: int) -> float:
+    """
+    N no-op jobs in one transaction (ours through enqueue_many, raw through batch_defer_async);
+    returns the time.time() at which COMMIT returned.
+    """
+    groups = [uuid.uuid4() for _ in range(n)]
+    async with await db.connect() as conn:
+        if kind == "ours":
+            payloads = [workers.noop_payload(queue, g, DAY) for g in groups]
+            await enqueue.enqueue_many(conn, payloads, source="bench")
+        else:
+            app = workers.raw_app(db.url, concurrency=1)
+            task = app.tasks[workers.RAW_TASK].configure(connection=conn, queue=queue)
+            args: list[dict[str, Any]] = [
+                {"group_id": str(g), "local_date": DAY.isoformat()} for g in groups
+            ]
+            for start in range(0, n, enqueue.CHUNK_SIZE):
+                await task.batch_defer_async(*args[start : start + enqueue.CHUNK_SIZE])
+        await analyze_queue(conn)
+        await conn.commit()
+        return time.time()
+
+
+async def analyze_queue(conn: psycopg.AsyncConnection[Any]) -> None:
+    """
+    Statistics that know about the burst (as autovacuum's ANALYZE would within a minute), taken
+    in the enqueuing transaction so the workers plan with them from the first fetch. Without
+    them — the tables were just emptied — procrastinate's fetch sorts every waiting job of the
+    queue on each fetch (the plan for "almost no todo rows"), on both sides alike.
+    """
+    await conn.execute("ANALYZE public.procrastinate_jobs, broseph.job_records")
+
+
+async def wait_done(
+    db: BenchDatabase, queue: str, n: int, *, within: float, live: list[workers.WorkerProcess]
+) -> float:
+    """
+    Wait until the queue's N jobs have succeeded; the time of the last success (DB clock). Any
+    failed job makes the round invalid.
+    """
+    deadline = time.monotonic() + within
+    async with await db.connect(autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'),"
+                " count(*) FILTER (WHERE status NOT IN ('todo', 'doing', 'succeeded'))"
+                " FROM procrastinate_jobs WHERE queue_name = %s",
+                (queue,),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            done, bad = int(row[0]), int(row[1])
+            if bad:
+                raise RuntimeError(f"{bad} jobs on {queue} did not succeed")
+            if done >= n:
+                break
+            for w in live:
+                w.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{queue}: {done} of {n} jobs done after {within:g} s")
+            await asyncio.sleep(0.05)
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM max(e.at))::float8 FROM procrastinate_events e"
+            " JOIN procrastinate_jobs j ON j.id = e.job_id"
+            " WHERE j.queue_name = %s AND e.type = 'succeeded'",
+            (queue,),
+        )
+        last = await cur.fetchone()
+        assert last is not None
+        return float(last[0])
+
+
+async def check_records(db: BenchDatabase, queue: str, n: int) -> None:
+    """
+    Every record of the round says completed, with progress 100 (the full lifecycle ran).
+    """
+    async with await db.connect(autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM broseph.job_records WHERE job_type = %s"
+            " AND status = 'completed' AND progress = 100",
+            (workers.noop_type(queue).name,),
+        )
+        row = await cur.fetchone()
+    if not row or int(row[0]) != n:
+        raise RuntimeError(f"{queue}: {row[0] if row else 0} of {n} records completed")
+
+
+async def measure(ctx: Context, config: Config, n: int, live: list[workers.WorkerProcess]) -> float:
+    await ctx.db.reset()
+    committed = await enqueue_noops(ctx.db, config.kind, config.queue, n)
+    finished = await wait_done(ctx.db, config.queue, n, within=600, live=live)
+    if config.kind == "ours":
+        await check_records(ctx.db, config.queue, n)
+    return n / (finished - committed)
+
+
+async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
+    sizes = {1: ctx.size(full=1_000, smoke=40), 10: ctx.size(full=4_000, smoke=100)}
+    ctx.note(
+        f"(3) {sizes[1]:,} jobs per round at concurrency 1, {sizes[10]:,} at concurrency 10"
+        " (also for 2 processes); worker logs JSON at INFO, as in production."
+    )
+    live: list[workers.WorkerProcess] = []
+    for config in CONFIGS:
+        if config.kind == "ours":
+            await ctx.db.register(workers.noop_type(config.queue))
+        live += [
+            workers.WorkerProcess(
+                config.kind,
+                ctx.db.url,
+                [config.queue],
+                concurrency=config.concurrency,
+                log_file=ctx.workdir / f"worker-{config.key}-{i}.log",
+            )
+            for i in range(config.processes)
+        ]
+    try:
+        await workers.start_all(ctx.db.url, live)
+        # One small warm-up round per configuration (imports, plans, pools).
+        for config in CONFIGS:
+            await measure(ctx, config, 20, live)
+        for rep in range(ctx.reps):
+            rate: dict[str, float] = {}
+            order = CONFIGS if rep % 2 == 0 else tuple(reversed(CONFIGS))
+            for config in order:
+                rate[config.key] = await measure(ctx, config, sizes[config.concurrency], live)
+            yield {
+                "c1": Sample(rate["ours_c1"], rate["raw_c1"]),
+                "c10": Sample(rate["ours_c10"], rate["raw_c10"]),
+                "two_processes": Sample(rate["ours_2p"], rate["ours_c10"]),
+            }
+    finally:
+        await workers.stop_all(live)
