@@ -6,6 +6,7 @@ round starts by emptying the queue, the records and the domain tables.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,16 @@ class BenchDatabase:
                 (list(_RESET_TABLES),),
             )
             tables = [str(r[0]) for r in await cur.fetchall()]
-            await conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE".encode())
+            # Idle bench workers still fetch and heartbeat; their row locks can meet the
+            # TRUNCATE's table locks in the other order. The loser of a deadlock just retries.
+            for attempt in range(5):
+                try:
+                    await conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE".encode())
+                    return
+                except psycopg.errors.DeadlockDetected:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.2)
 
     async def register(self, job_type: JobType) -> None:
         """

@@ -110,6 +110,7 @@ class Context:
 class Benchmark(Protocol):
     """
     A module of `bench/`: its rows, and an async generator yielding one repetition per round.
+    A module may also set `max_reps` (an int) when one round is all a full run can afford.
     """
 
     number: int
@@ -139,6 +140,8 @@ class Row:
     number: int
     metric: Metric
     samples: tuple[Sample, ...]
+    # Rounds the benchmark was asked for.
+    planned: int = 0
 
     @property
     def value(self) -> Spread:
@@ -158,13 +161,13 @@ class Row:
     def met(self) -> bool | None:
         return None if self.metric.target is None else self.metric.target.check(self)
 
-    def problems(self, reps: int) -> list[str]:
+    def problems(self) -> list[str]:
         """
         Why this row is not a complete report (the smoke run's check), or nothing.
         """
         found = []
-        if len(self.samples) < reps:
-            found.append(f"{len(self.samples)} of {reps} repetitions")
+        if not self.samples or len(self.samples) < self.planned:
+            found.append(f"{len(self.samples)} of {self.planned} repetitions")
         for sample in self.samples:
             if not math.isfinite(sample.value):
                 found.append(f"figure {sample.value!r}")
@@ -175,18 +178,23 @@ class Row:
         return found
 
 
+def planned_reps(bench: Benchmark, ctx: Context) -> int:
+    return min(ctx.reps, int(getattr(bench, "max_reps", ctx.reps)))
+
+
 async def collect(bench: Benchmark, ctx: Context) -> list[Row]:
     """
-    Run a benchmark for `ctx.reps` rounds and summarise each of its metrics.
+    Run a benchmark for `ctx.reps` rounds (or its `max_reps`) and summarise each metric.
     """
+    reps = planned_reps(bench, ctx)
     rounds: list[Repetition] = []
-    async for repetition in bench.rounds(ctx):
+    async for repetition in bench.rounds(dataclasses.replace(ctx, reps=reps)):
         unknown = set(repetition) - {m.key for m in bench.metrics}
         if unknown:
             raise ValueError(f"benchmark {bench.number} reported unknown metrics {unknown}")
         rounds.append(repetition)
     return [
-        Row(bench.number, metric, tuple(r[metric.key] for r in rounds if metric.key in r))
+        Row(bench.number, metric, tuple(r[metric.key] for r in rounds if metric.key in r), reps)
         for metric in bench.metrics
     ]
 

@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from bench import workers
 from bench.database import BenchDatabase
 from bench.harness import Context, Metric, Repetition, Sample, ratio_at_least
@@ -92,19 +90,8 @@ async def enqueue_noops(db: BenchDatabase, kind: str, queue: str, n: int) -> flo
             ]
             for start in range(0, n, enqueue.CHUNK_SIZE):
                 await task.batch_defer_async(*args[start : start + enqueue.CHUNK_SIZE])
-        await analyze_queue(conn)
         await conn.commit()
         return time.time()
-
-
-async def analyze_queue(conn: psycopg.AsyncConnection[Any]) -> None:
-    """
-    Statistics that know about the burst (as autovacuum's ANALYZE would within a minute), taken
-    in the enqueuing transaction so the workers plan with them from the first fetch. Without
-    them — the tables were just emptied — procrastinate's fetch sorts every waiting job of the
-    queue on each fetch (the plan for "almost no todo rows"), on both sides alike.
-    """
-    await conn.execute("ANALYZE public.procrastinate_jobs, broseph.job_records")
 
 
 async def wait_done(

@@ -220,7 +220,7 @@ async def one_wave(
 
 
 async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
-    groups = ctx.options.get("wave_groups", 10_000)
+    groups = ctx.options.get("wave_groups", 1_000)
     slots = PROCESSES * CONCURRENCY
     ctx.note(
         f"(8) {groups:,} groups × {MEMBERS} members (1 device each) per repetition;"

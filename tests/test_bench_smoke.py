@@ -36,12 +36,14 @@ def test_rows_take_medians_ranges_and_per_round_ratios() -> None:
         1,
         metric,
         (harness.Sample(90, 100), harness.Sample(120, 100), harness.Sample(300, 200)),
+        3,
     )
     assert (row.value.median, row.value.low, row.value.high) == (120, 90, 300)
     # Ratios are per round (0.9, 1.2, 1.5), not the ratio of the medians (120 / 100).
     assert (row.ratio.median, row.ratio.low, row.ratio.high) == (1.2, 0.9, 1.5)
     assert row.met is True
-    assert row.problems(3) == [] and row.problems(4) == ["3 of 4 repetitions"]
+    assert row.problems() == []
+    assert harness.Row(1, metric, row.samples[:2], 3).problems() == ["2 of 3 repetitions"]
     table = harness.render([row])
     assert "| 1 | x | jobs/s | 120 | 90–300 | raw | 100 | 100–200 | 1.20× | 0.90–1.50× |" in table
     assert table.endswith("| ≥ 1× | yes |")
@@ -57,7 +59,7 @@ async def test_enqueue_benchmark_runs_and_reports(admin_url: str) -> None:
             [row] = await harness.collect(enqueue_one, ctx)
     finally:
         await db.close()
-    assert len(row.samples) == 2 and row.problems(2) == []
+    assert len(row.samples) == 2 and row.problems() == []
     assert all(math.isfinite(s.value) and s.value > 0 for s in row.samples)
     assert ctx.notes and "jobs per side" in ctx.notes[0]
 
