@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench import workers
+from bench import cpu, workers
 from bench.database import BenchDatabase
 from bench.harness import Context, Metric, Repetition, Sample, ratio_at_least
 from broseph import enqueue
@@ -47,6 +47,20 @@ metrics = (
         "jobs/s",
         baseline="1 process × concurrency 10 (ours, same round)",
         target=ratio_at_least(1.5),
+    ),
+    Metric(
+        "cpu_c10",
+        "(3) CPU per job at concurrency 10: worker + Postgres",
+        "ms",
+        baseline="raw procrastinate no-op task, same",
+        decimals=2,
+    ),
+    Metric(
+        "busy_2p",
+        "(3) CPU busy during the 2-process run (share of all cores)",
+        "%",
+        baseline="1 process × concurrency 10 (ours)",
+        decimals=0,
     ),
 )
 
@@ -148,13 +162,28 @@ async def check_records(db: BenchDatabase, queue: str, n: int) -> None:
         raise RuntimeError(f"{queue}: {row[0] if row else 0} of {n} records completed")
 
 
-async def measure(ctx: Context, config: Config, n: int, live: list[workers.WorkerProcess]) -> float:
+@dataclass(frozen=True)
+class Measured:
+    rate: float
+    # CPU per job (s) of this configuration's workers plus Postgres, and the machine's busy share.
+    cpu_per_job: float
+    busy: float
+
+
+async def measure(
+    ctx: Context, config: Config, n: int, live: list[workers.WorkerProcess]
+) -> Measured:
     await ctx.db.reset()
+    # Only this configuration's workers count as "workers" (the others idle on other queues).
+    pids = [w.pid for w in live if w.queues == [config.queue]]
+    meter = cpu.CpuMeter()
+    before = meter.snapshot(pids)
     committed = await enqueue_noops(ctx.db, config.kind, config.queue, n)
     finished = await wait_done(ctx.db, config.queue, n, within=600, live=live)
+    used = meter.usage(before, pids)
     if config.kind == "ours":
         await check_records(ctx.db, config.queue, n)
-    return n / (finished - committed)
+    return Measured(n / (finished - committed), (used.workers + used.postgres) / n, used.busy_share)
 
 
 async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
@@ -183,14 +212,18 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
         for config in CONFIGS:
             await measure(ctx, config, 20, live)
         for rep in range(ctx.reps):
-            rate: dict[str, float] = {}
+            got: dict[str, Measured] = {}
             order = CONFIGS if rep % 2 == 0 else tuple(reversed(CONFIGS))
             for config in order:
-                rate[config.key] = await measure(ctx, config, sizes[config.concurrency], live)
+                got[config.key] = await measure(ctx, config, sizes[config.concurrency], live)
             yield {
-                "c1": Sample(rate["ours_c1"], rate["raw_c1"]),
-                "c10": Sample(rate["ours_c10"], rate["raw_c10"]),
-                "two_processes": Sample(rate["ours_2p"], rate["ours_c10"]),
+                "c1": Sample(got["ours_c1"].rate, got["raw_c1"].rate),
+                "c10": Sample(got["ours_c10"].rate, got["raw_c10"].rate),
+                "two_processes": Sample(got["ours_2p"].rate, got["ours_c10"].rate),
+                "cpu_c10": Sample(
+                    1000 * got["ours_c10"].cpu_per_job, 1000 * got["raw_c10"].cpu_per_job
+                ),
+                "busy_2p": Sample(100 * got["ours_2p"].busy, 100 * got["ours_c10"].busy),
             }
     finally:
         await workers.stop_all(live)

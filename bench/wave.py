@@ -11,12 +11,17 @@ each SendNotification pushes through the FCM stand-in (20 ms a reply).
 Measured: wall time from the tick to the last new_prompt push recorded at the stand-in; the ideal
 for the configured concurrency = outside-service work ÷ job slots (N × 300 ms + 6N × 20 ms, over
 processes × concurrency); efficiency = ideal ÷ actual; where the time went; and lost / duplicated
-work (every group one prompt, every device exactly one new_prompt push).
+work (every group one prompt, every device exactly one new_prompt push). And whether the wave
+waited or computed (bench/cpu.py): the machine's busy share from tick to last push, the CPU per
+job of the workers and Postgres, and the CPU floor — all CPU spent over the cores, the wall time
+no scheduling could beat at this cost per job. A floor near the wall time means the wave is
+CPU-bound: more slots would not help, only cheaper jobs (or fewer of them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from bench import workers
+from bench import cpu, workers
 from bench.harness import Context, Metric, Repetition, Sample, at_least, at_most
 from broseph import services
 from broseph.jobs import generate_prompt
@@ -64,6 +69,20 @@ metrics = (
     ),
     Metric("push", "(8) where: pushes (first SendNotification start → last push)", "s", decimals=1),
     Metric("faults", "(8) lost + duplicated (prompts, pushes)", "count", target=at_most(0)),
+    Metric("busy", "(8) CPU busy, tick → last push (share of all cores)", "%", decimals=0),
+    Metric(
+        "cpu_job",
+        "(8) CPU per job (GeneratePrompt or SendNotification): workers + Postgres",
+        "ms",
+        decimals=1,
+    ),
+    Metric("cpu_worker", "(8) … of which the worker processes", "ms", decimals=1),
+    Metric(
+        "cpu_floor",
+        "(8) CPU floor: all CPU spent (stand-ins included) ÷ cores",
+        "s",
+        decimals=1,
+    ),
 )
 
 
@@ -170,6 +189,15 @@ async def phases(conn: psycopg.AsyncConnection[Any]) -> dict[str, float]:
     return found
 
 
+async def job_count(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM broseph.job_records"
+        " WHERE job_type IN ('GeneratePrompt', 'SendNotification')"
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def faults(conn: psycopg.AsyncConnection[Any], fcm: FcmStandIn, groups: int) -> int:
     cur = await conn.execute("SELECT count(*) FROM public.prompts")
     row = await cur.fetchone()
@@ -190,8 +218,11 @@ async def one_wave(
         zone = await time_zone_past(conn, settings.prompt_hour)
         await seed(conn, groups, zone)
     epoch_offset = time.time() - time.monotonic()
+    meter = cpu.CpuMeter()
+    pids = [w.pid for w in live]
     async with AsyncConnectionPool(ctx.db.url, min_size=1, max_size=2, open=False) as pool:
         await pool.open(wait=True)
+        before = meter.snapshot(pids)
         tick = time.monotonic()
         sent = await generate_prompt.fan_out(
             services.Services(settings=settings, pool=pool), int(time.time())
@@ -200,12 +231,14 @@ async def one_wave(
     if sent != groups:
         raise RuntimeError(f"wave: the fan-out sent {sent} jobs for {groups} groups")
     await wait_for_pushes(fcm, groups * MEMBERS, live)
+    used = meter.usage(before, pids)
     # Every SendNotification finishes (records its outcome) just after its push.
     await asyncio.sleep(2)
     last_push = max(r.received_at for r in fcm.requests if _is_new_prompt(r.message))
     async with await ctx.db.connect(autocommit=True) as conn:
         at = await phases(conn)
         fault_count = await faults(conn, fcm, groups)
+        jobs = await job_count(conn)
     wall = last_push - tick
     ideal = (groups * AI_LATENCY + groups * MEMBERS * FCM_LATENCY) / (PROCESSES * CONCURRENCY)
     return {
@@ -216,6 +249,10 @@ async def one_wave(
         "notify": Sample(at["notify_created_last"] - at["notify_created_first"]),
         "push": Sample(last_push + epoch_offset - at["notify_started"]),
         "faults": Sample(fault_count),
+        "busy": Sample(100 * used.busy_share),
+        "cpu_job": Sample(1000 * (used.workers + used.postgres) / jobs),
+        "cpu_worker": Sample(1000 * used.workers / jobs),
+        "cpu_floor": Sample(used.machine / (os.cpu_count() or 1)),
     }
 
 
