@@ -173,7 +173,7 @@ def notification_jobs(conn: psycopg.Connection[Any]) -> int:
         "SELECT count(*) FROM broseph.job_records"
         " WHERE job_type IN ('SendNotification', 'NotifyMembers')"
     )
-    return _one(row)
+    return int(_one(row))
 
 
 def _one(cursor: psycopg.Cursor[Any]) -> Any:
