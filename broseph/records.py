@@ -3,7 +3,7 @@ Job-record reads and the writes the lifecycle owns (progress, error, result).
 
 Status is deliberately absent: it moves only with the queue row (trigger, migrations/0003).
 
-Each of these is ONE statement, so it runs in autocommit (`autocommit()`): the statement is its
+Each of these is ONE statement, so it runs in autocommit (`db.statements`): the statement is its
 own transaction, exactly as under the pool's implicit one, without the BEGIN and COMMIT round
 trips around it (bench/processing.py measures the difference).
 """
@@ -15,17 +15,15 @@ import collections
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from broseph import sql
+from broseph import db, sql
 from broseph.logs import scrub
 
 logger = structlog.get_logger("broseph.job")
@@ -46,32 +44,8 @@ class Record:
     source: str
 
 
-@contextlib.asynccontextmanager
-async def autocommit(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
-    """
-    Run single statements on an idle pooled connection without BEGIN / COMMIT round trips; the
-    connection's own mode is restored afterwards (setting it costs no round trip).
-    """
-    if conn.autocommit:
-        yield
-        return
-    await conn.set_autocommit(True)
-    try:
-        yield
-    finally:
-        # A broken connection cannot be reset; the pool discards it on return anyway.
-        with contextlib.suppress(psycopg.Error):
-            await conn.set_autocommit(False)
-
-
-@contextlib.asynccontextmanager
-async def _statement(pool: AsyncConnectionPool[Any]) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    async with pool.connection() as conn, autocommit(conn):
-        yield conn
-
-
 async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record | None:
-    async with _statement(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with db.statements(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("load_record"), {"record_id": record_id})
         row = await cur.fetchone()
     return Record(**row) if row else None
@@ -161,7 +135,7 @@ class ProgressReporter:
             (percent, message), self._pending = self._pending, None
             self._written_at = time.monotonic()
             try:
-                async with _statement(self._pool) as conn:
+                async with db.statements(self._pool) as conn:
                     await conn.execute(
                         sql.query("report_progress"),
                         {"record_id": self._record_id, "progress": percent, "message": message},
@@ -207,7 +181,7 @@ async def note_error(
     """
     The reason of a failed attempt, with the last progress update not yet written (if any).
     """
-    async with _statement(pool) as conn:
+    async with db.statements(pool) as conn:
         await conn.execute(
             sql.query("note_error"),
             {"record_id": record_id, "error": error, **_progress_params(progress)},
@@ -224,7 +198,7 @@ async def note_result(
     """
     The handler's result and/or the last progress update not yet written, in one statement.
     """
-    async with _statement(pool) as conn:
+    async with db.statements(pool) as conn:
         await conn.execute(
             sql.query("note_result"),
             {"record_id": record_id, "result": result, **_progress_params(progress)},

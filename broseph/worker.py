@@ -21,7 +21,7 @@ from procrastinate import job_context
 from procrastinate import sql as procrastinate_sql
 from psycopg.rows import DictRow
 
-from broseph import jobs, lifecycle, records, services, sql
+from broseph import db, jobs, lifecycle, records, services, sql
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
@@ -63,7 +63,7 @@ class WorkerConnector(ResilientConnector):
             async with super()._get_cursor(connection) as cursor:
                 yield cursor
             return
-        async with self.pool.connection() as conn, records.autocommit(conn):
+        async with self.pool.connection() as conn, db.autocommit(conn):
             async with super()._get_cursor(conn) as cursor:
                 yield cursor
 

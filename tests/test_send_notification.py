@@ -351,8 +351,11 @@ async def test_quiet_hours_reschedule_to_their_end_in_the_users_time_zone(
         conn, w.user_id, quiet_start=datetime.time(22), quiet_end=datetime.time(7)
     )
     prompt_id = await _prompt(conn, w)
-    # 14:30 UTC is 23:30 in Tokyo: quiet until 07:00 Tokyo = 22:00 UTC the same day.
-    now = datetime.datetime.now(datetime.UTC).replace(hour=14, minute=30, second=0, microsecond=0)
+    # 14:30 UTC is 23:30 in Tokyo: quiet until 07:00 Tokyo = 22:00 UTC the same day. Tomorrow's,
+    # so that 22:00 is still ahead of the real clock the queue schedules by (run between 22:00
+    # and midnight UTC, today's would be due at once and run again under the test's clock).
+    tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    now = tomorrow.replace(hour=14, minute=30, second=0, microsecond=0)
     use_clock(push_app, lambda: now)
     payload = notification(w.user_id, "new_prompt", group_id=w.group_id, prompt_id=prompt_id)
     rid = await send(conn, payload)

@@ -29,7 +29,7 @@ import croniter
 import psycopg
 from psycopg.rows import dict_row
 
-from broseph import enqueue, sql
+from broseph import db, enqueue, sql
 from broseph.errors import PermanentJobError, RetryableJobError
 from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
 from broseph.providers.ai import (
@@ -85,7 +85,7 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
     group = await _load_group(run, payload)
     local_date = group.local_date
     run.result = {"local_date": local_date.isoformat()}
-    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.query("prompt_for_day"), {"group_id": payload.group_id, "local_date": local_date}
         )
@@ -111,7 +111,7 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
 
 
 async def _load_group(run: JobRun, payload: GeneratePrompt) -> _Group:
-    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.query("prompt_group"),
             {
@@ -133,7 +133,7 @@ async def _context(run: JobRun, group_id: uuid.UUID, group: _Group) -> PromptCon
     params: dict[str, Any] = {"group_id": group_id, "local_date": group.local_date}
     send_text = run.services.ai is not None and run.services.settings.ai_send_message_text
     samples: list[str] = []
-    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("recent_prompts"), params)
         recent = [row["text"] for row in await cur.fetchall()]
         await cur.execute(sql.query("prompt_activity"), params)
@@ -218,7 +218,7 @@ def _offline(run: JobRun, group_id: uuid.UUID, ctx: PromptContext) -> PromptDraf
 async def _store(
     run: JobRun, group_id: uuid.UUID, local_date: datetime.date, draft: PromptDraft, source: str
 ) -> uuid.UUID | None:
-    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.query("store_prompt"),
             {
