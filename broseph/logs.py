@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -79,6 +79,20 @@ def redact_secrets(
     return event_dict
 
 
+# procrastinate's per-job INFO lines ("Starting job …", "… ended with status: Success") say what
+# broseph.job's job_start / job_complete say, with the job's whole call string (its params) in
+# the text: a third of a busy worker's lines, for nothing new. Failures, retries and aborts (the
+# other actions) still come through, and LOG_LEVEL=DEBUG shows everything.
+_PROCRASTINATE_PER_JOB: Final = frozenset({"start_job", "job_success"})
+
+
+def _drop_procrastinate_job_lines(record: logging.LogRecord) -> bool:
+    return not (
+        record.name.startswith("procrastinate.")
+        and getattr(record, "action", None) in _PROCRASTINATE_PER_JOB
+    )
+
+
 def configure(log_format: str = "console", level: str = "INFO") -> None:
     """
     Configure structlog and the stdlib root logger once per process.
@@ -106,6 +120,8 @@ def configure(log_format: str = "console", level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler()
+    if logging.getLevelName(level) > logging.DEBUG:
+        handler.addFilter(_drop_procrastinate_job_lines)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],

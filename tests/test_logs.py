@@ -59,3 +59,21 @@ def test_console_format_also_redacts(capsys):
     logs.configure("console", "INFO")
     structlog.get_logger("test").warning("x", token="tok-abc")
     assert "tok-abc" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_procrastinate_per_job_lines_are_left_to_broseph_job_below_debug(capsys, level):
+    logs.configure("json", level)
+    worker = logging.getLogger("procrastinate.worker")
+    worker.info("Starting job t[1]()", extra={"action": "start_job"})
+    worker.info("Job t[1]() ended with status: Success", extra={"action": "job_success"})
+    worker.info("Job t[2]() ended: Error, to retry", extra={"action": "job_error_retry"})
+    worker.error("Job t[3]() ended with status: Error", extra={"action": "job_error"})
+    worker.info("Starting worker on all queues", extra={"action": "start_worker"})
+    # Another library's record with the same action name is not procrastinate's per-job line.
+    logging.getLogger("other").info("start", extra={"action": "start_job"})
+    actions = [json.loads(line)["action"] for line in capsys.readouterr().err.splitlines()]
+    kept = ["job_error_retry", "job_error", "start_worker", "start_job"]
+    if level == "DEBUG":
+        kept = ["start_job", "job_success", *kept]
+    assert actions == kept
