@@ -159,7 +159,9 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        return None if self.metric.target is None else self.metric.target.check(self)
+        if self.metric.target is None or not self.samples:
+            return None  # no target, or nothing measured (the run failed)
+        return self.metric.target.check(self)
 
     def problems(self) -> list[str]:
         """

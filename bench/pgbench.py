@@ -111,5 +111,6 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
                 "enqueue_10": Sample(ours_10, line_10),
             }
     finally:
+        await ctx.db.reset()  # no jobs left for a later benchmark's workers
         async with await ctx.db.connect(autocommit=True) as conn:
             await conn.execute("DROP TABLE IF EXISTS bench_line")

@@ -282,6 +282,9 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
             for i in range(PROCESSES)
         ]
         try:
+            # These workers serve every queue: empty the database first, so nothing an earlier
+            # benchmark left (its own job types) is fetched while the wave is being set up.
+            await ctx.db.reset()
             await workers.start_all(ctx.db.url, live)
             for _ in range(ctx.reps):
                 yield await one_wave(ctx, groups, fcm, live)

@@ -44,6 +44,10 @@ def test_rows_take_medians_ranges_and_per_round_ratios() -> None:
     assert row.met is True
     assert row.problems() == []
     assert harness.Row(1, metric, row.samples[:2], 3).problems() == ["2 of 3 repetitions"]
+    # A benchmark that failed has rows without samples: reported "not run", never a crash.
+    empty = harness.Row(1, metric, (), 3)
+    assert empty.met is None and harness.as_dict(empty)["met"] is None
+    assert "not run" in harness.render([empty])
     table = harness.render([row])
     assert "| 1 | x | jobs/s | 120 | 90–300 | raw | 100 | 100–200 | 1.20× | 0.90–1.50× |" in table
     assert table.endswith("| ≥ 1× | yes |")
