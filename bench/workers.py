@@ -152,7 +152,9 @@ def main(
     """
     Run one bench worker until SIGTERM, logging JSON at INFO to stderr as production does.
     """
-    logs.configure("json", "INFO")
+    # The raw baseline logs as raw procrastinate does at its default level (INFO): its own
+    # per-job lines, which broseph's workers replace with broseph.job's.
+    logs.configure("json", "INFO", procrastinate_job_lines=kind == "raw")
     asyncio.run(_serve(kind, url, queue or [], concurrency, openai_url, fcm_url))
 
 

@@ -93,9 +93,13 @@ def _drop_procrastinate_job_lines(record: logging.LogRecord) -> bool:
     )
 
 
-def configure(log_format: str = "console", level: str = "INFO") -> None:
+def configure(
+    log_format: str = "console", level: str = "INFO", *, procrastinate_job_lines: bool = False
+) -> None:
     """
-    Configure structlog and the stdlib root logger once per process.
+    Configure structlog and the stdlib root logger once per process. `procrastinate_job_lines`
+    keeps procrastinate's own per-job INFO lines (a raw procrastinate worker's logging, for the
+    benchmarks' baseline); broseph's workers leave them to broseph.job.
     """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -120,7 +124,7 @@ def configure(log_format: str = "console", level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler()
-    if logging.getLevelName(level) > logging.DEBUG:
+    if not procrastinate_job_lines and logging.getLevelName(level) > logging.DEBUG:
         handler.addFilter(_drop_procrastinate_job_lines)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

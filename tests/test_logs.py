@@ -77,3 +77,9 @@ def test_procrastinate_per_job_lines_are_left_to_broseph_job_below_debug(capsys,
     if level == "DEBUG":
         kept = ["start_job", "job_success", *kept]
     assert actions == kept
+
+
+def test_a_raw_procrastinate_worker_keeps_its_per_job_lines(capsys):
+    logs.configure("json", "INFO", procrastinate_job_lines=True)
+    logging.getLogger("procrastinate.worker").info("Starting job", extra={"action": "start_job"})
+    assert json.loads(capsys.readouterr().err)["action"] == "start_job"
