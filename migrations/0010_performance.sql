@@ -13,9 +13,6 @@
 --   broseph.enqueue       a single-row path: two INSERTs, no arrays, no look-up; anything unusual
 --                         (an idempotency key or coalesce key already taken) is handed to
 --                         enqueue_many, which settles it exactly as before.
---   procrastinate_fetch_job_v2   planned without sorts or bitmap scans, and an index on the
---                         lock of waiting jobs (below): a burst of jobs (the 08:00 wave) no longer
---                         makes every fetch sort and lock-check the whole backlog.
 -- Signatures, errors, grants and results are unchanged (CREATE OR REPLACE keeps the grants).
 
 CREATE OR REPLACE FUNCTION broseph.field_key(p_job_type text, p_fields text[], p_params jsonb)
@@ -236,25 +233,3 @@ BEGIN
     RETURN rid;
 END;
 $$;
-
--- procrastinate's fetch (one call per job taken) picks the first waiting job in priority order
--- whose lock is free. Its plan is made on the statistics of the moment — and a worker plans it
--- while the queue is nearly empty, then meets a burst of thousands of jobs before autovacuum
--- re-analyzes the table (the 08:00 wave, a daily fan-out). The plan for "almost no waiting jobs"
--- reads EVERY waiting job, sorts them, and checks each one's lock against the whole backlog:
--- 1.6 s per fetch with 3,000 locked jobs waiting, so a worker ran one job at a time. Sorting
--- and bitmap scans are disabled for this function only: the only plan left walks the
--- (priority, id) index of waiting jobs and stops at the first free one (0.1 ms, whatever the
--- statistics). Same rows, same order, same locking; only the plan changes. A procrastinate
--- upgrade that replaces the function drops this setting (its own plan comes back), so
--- bench/processing.py and bench/wave.py show it.
-ALTER FUNCTION public.procrastinate_fetch_job_v2(character varying[], bigint)
-    SET enable_sort = off
-    SET enable_bitmapscan = off;
-
--- The lock check of that fetch ("no running or earlier waiting job with the same lock") probes
--- by lock; procrastinate's only index holding the lock of waiting jobs leads with id, so each
--- probe scanned every waiting job. Every broseph job type but one has lock_fields, so every job
--- paid it.
-CREATE INDEX procrastinate_jobs_waiting_lock_idx ON public.procrastinate_jobs (lock)
-    WHERE status IN ('todo', 'doing');
