@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Final, Literal, Self
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -186,38 +186,33 @@ async def _open(
     run: JobRun,
     payload: SendNotification,
     decision: content.Content | content.Skip,
-) -> psycopg.AsyncCursor[DictRow]:
+) -> uuid.UUID | None:
     """
-    This job's notification row (created, or updated while pending), as a cursor whose one row
-    is its id — no row if it was already finished.
+    This job's notification row (created, or updated while pending); None if already finished.
     """
     skipped = isinstance(decision, content.Skip)
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        sql.query("notification_open"),
-        {
-            "user_id": payload.user_id,
-            "type": payload.type,
-            "group_id": payload.data.group_id,
-            "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
-            "status": "skipped" if skipped else "pending",
-            "reason": decision.reason if isinstance(decision, content.Skip) else None,
-            "record_id": run.record_id,
-            "message_count": decision.message_count,
-            "covered_until": decision.covered_until,
-        },
-    )
-    return cur
-
-
-async def _id_of(opened: psycopg.AsyncCursor[DictRow]) -> uuid.UUID | None:
-    row = await opened.fetchone()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("notification_open"),
+            {
+                "user_id": payload.user_id,
+                "type": payload.type,
+                "group_id": payload.data.group_id,
+                "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
+                "status": "skipped" if skipped else "pending",
+                "reason": decision.reason if isinstance(decision, content.Skip) else None,
+                "record_id": run.record_id,
+                "message_count": decision.message_count,
+                "covered_until": decision.covered_until,
+            },
+        )
+        row = await cur.fetchone()
     return uuid.UUID(str(row["id"])) if row else None
 
 
 async def _skip(run: JobRun, payload: SendNotification, decision: content.Skip) -> None:
     async with db.statements(run.pool) as conn:  # one statement
-        notification_id = await _id_of(await _open(conn, run, payload, decision))
+        notification_id = await _open(conn, run, payload, decision)
     _result(run, "skipped", decision.reason, notification_id)
     run.log.info("notification_skipped", type=payload.type, reason=decision.reason)
 
@@ -248,13 +243,11 @@ async def _reschedule(
 
 async def _deliver(run: JobRun, payload: SendNotification, decision: content.Content) -> None:
     async with run.pool.connection() as conn, conn.transaction():
-        opened = await _open(conn, run, payload, decision)
-        devices = await delivery.devices(conn, run.record_id, payload.user_id)
-        notification_id = await _id_of(opened)
+        notification_id = await _open(conn, run, payload, decision)
         if notification_id is None:
             _result(run, "skipped", "already finished (a re-run)")
             return
-        plan = await delivery.plan(conn, notification_id, await devices.fetchall())
+        plan = await delivery.plan(conn, notification_id, payload.user_id)
         if plan.targets:
             await delivery.mark_sending(conn, notification_id, plan.targets)
         else:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import dict_row
 
 from broseph import sql
 from broseph.providers.push import DeviceResult, Outcome, PushTarget
@@ -68,25 +68,18 @@ class Summary:
         return self.delivered + self.unconfirmed
 
 
-async def devices(
-    conn: psycopg.AsyncConnection[Any], record_id: uuid.UUID, user_id: uuid.UUID
-) -> psycopg.AsyncCursor[DictRow]:
-    """
-    The user's live devices and where each stands for the notification of the job `record_id`
-    (in the caller's transaction, after the notification was opened), as an unfetched cursor
-    for `plan`.
-    """
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(sql.query("delivery_devices"), {"record_id": record_id, "user_id": user_id})
-    return cur
-
-
 async def plan(
-    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, devices: Sequence[DictRow]
+    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, user_id: uuid.UUID
 ) -> Plan:
     """
-    Step 1: who gets a request now, out of `devices()`. Runs in the caller's transaction.
+    Step 1: who gets a request now. Runs in the caller's transaction.
     """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("delivery_devices"),
+            {"notification_id": notification_id, "user_id": user_id},
+        )
+        devices = await cur.fetchall()
     targets: list[PushTarget] = []
     unconfirmed: list[uuid.UUID] = []
     for device in devices:

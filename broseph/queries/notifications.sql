@@ -99,12 +99,11 @@ UPDATE public.notifications
  WHERE id = %(notification_id)s AND status = 'pending';
 
 -- name: delivery_devices
--- The user's live devices and where each stands for the notification of this job's record
--- (NULL status: never sent), read after notification_open in the same transaction.
+-- The user's live devices and where each stands for this notification (NULL status: never sent).
 SELECT t.id AS device_id, t.kind, t.identifier, d.status, coalesce(d.unanswered, 0) AS unanswered
   FROM public.device_tokens t
-  LEFT JOIN public.notifications n ON n.record_id = %(record_id)s
-  LEFT JOIN broseph.notification_deliveries d ON d.notification_id = n.id AND d.device_id = t.id
+  LEFT JOIN broseph.notification_deliveries d
+    ON d.notification_id = %(notification_id)s AND d.device_id = t.id
  WHERE t.user_id = %(user_id)s AND t.disabled_at IS NULL
  ORDER BY t.created_at, t.id;
 
