@@ -181,11 +181,7 @@ async def note_error(
     """
     The reason of a failed attempt, with the last progress update not yet written (if any).
     """
-    async with db.statements(pool) as conn:
-        await conn.execute(
-            sql.query("note_error"),
-            {"record_id": record_id, "error": error, **_progress_params(progress)},
-        )
+    await _note_outcome(pool, record_id, error=error, result=None, progress=progress)
 
 
 async def note_result(
@@ -198,8 +194,24 @@ async def note_result(
     """
     The handler's result and/or the last progress update not yet written, in one statement.
     """
+    await _note_outcome(pool, record_id, error=None, result=result, progress=progress)
+
+
+async def _note_outcome(
+    pool: AsyncConnectionPool[Any],
+    record_id: uuid.UUID,
+    *,
+    error: str | None,
+    result: Jsonb | None,
+    progress: tuple[int, str] | None,
+) -> None:
     async with db.statements(pool) as conn:
         await conn.execute(
-            sql.query("note_result"),
-            {"record_id": record_id, "result": result, **_progress_params(progress)},
+            sql.query("note_outcome"),
+            {
+                "record_id": record_id,
+                "error": error,
+                "result": result,
+                **_progress_params(progress),
+            },
         )

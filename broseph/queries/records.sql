@@ -34,28 +34,15 @@ UPDATE broseph.job_records
   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
  WHERE id = %(record_id)s AND status = 'processing';
 
--- name: note_error
--- The reason of a failed attempt; the status itself moves with the queue row (trigger). A
--- progress update the reporter had not written yet (NULL: none) is written with it, under the
--- same condition as report_progress. Committed like report_progress (the retry or failure of
--- the queue row that follows commits synchronously, flushing this too).
+-- name: note_outcome
+-- What an attempt leaves on the record besides its status (which moves with the queue row,
+-- trigger): the reason of a failure and/or the handler's short machine-readable result (NULL
+-- keeps each), with the progress update the reporter had not written yet (NULL: none) under the
+-- same condition as report_progress — one statement. Committed like report_progress: the
+-- job's finish, retry or failure that follows commits synchronously, flushing this too.
 UPDATE broseph.job_records
-   SET last_error = %(error)s,
-       progress = CASE WHEN status = 'processing' THEN coalesce(%(progress)s, progress)
-                       ELSE progress END,
-       progress_message = CASE WHEN status = 'processing'
-                               THEN coalesce(%(message)s, progress_message)
-                               ELSE progress_message END,
-       updated_at = now()
-  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
- WHERE id = %(record_id)s;
-
--- name: note_result
--- A short machine-readable outcome of a finished handler (counts, ids, skip reasons; NULL keeps
--- it), with the progress update the reporter had not written yet (NULL: none), in one statement.
--- Committed like report_progress (the job's finish that follows flushes it).
-UPDATE broseph.job_records
-   SET result = coalesce(%(result)s, result),
+   SET last_error = coalesce(%(error)s, last_error),
+       result = coalesce(%(result)s, result),
        progress = CASE WHEN status = 'processing' THEN coalesce(%(progress)s, progress)
                        ELSE progress END,
        progress_message = CASE WHEN status = 'processing'
