@@ -1,0 +1,98 @@
+// The arguments of one enqueue call in the contract's names, shared by both forms (node-postgres
+// and RPC). Only what JavaScript values cannot say in SQL's types is checked here (an invalid
+// Date, a fractional or out-of-range priority); every rule about the values is the contract's.
+
+import { EnqueueValidationError } from './errors.js';
+import { ARGUMENTS, RETRY_FIELDS, paramsToSql, toSql } from './names.js';
+
+/** The producer's own retry budget for its jobs (else the job type's). */
+export interface RetryOptions {
+  maxAttempts?: number;
+  backoffSeconds?: number;
+  backoffType?: 'fixed' | 'exponential';
+}
+
+export interface EnqueueOptions {
+  /** A repeated key returns the existing job's record id and enqueues nothing. */
+  idempotencyKey?: string;
+  /** Run no earlier than this. */
+  runAt?: Date;
+  /** Higher runs first (the contract's default: 0). */
+  priority?: number;
+  /** Who enqueued, stored on the record (default 'api'; through RPC 'rpc'). */
+  source?: string;
+  retry?: RetryOptions;
+}
+
+export interface EnqueueManyOptions extends Omit<EnqueueOptions, 'idempotencyKey'> {
+  /** One key (or null) per params element, in the same order. */
+  idempotencyKeys?: readonly (string | null)[];
+}
+
+/** Contract argument name → value; undefined options are left out (the contract's defaults). */
+export type ContractArguments = Record<string, unknown>;
+
+const INT4_MAX = 2 ** 31 - 1;
+
+function checkOptions(jobType: string, options: EnqueueManyOptions): void {
+  const { runAt, priority } = options;
+  if (runAt !== undefined && !(runAt instanceof Date && Number.isFinite(runAt.getTime()))) {
+    throw new EnqueueValidationError(
+      `${jobType}: runAt must be a valid Date, got ${String(runAt)}`,
+      {
+        jobType,
+        column: ARGUMENTS.runAt,
+      },
+    );
+  }
+  if (priority !== undefined && !(Number.isInteger(priority) && Math.abs(priority) <= INT4_MAX)) {
+    throw new EnqueueValidationError(
+      `${jobType}: priority must be an integer from -${INT4_MAX} to ${INT4_MAX}, got ${String(priority)}`,
+      { jobType, column: ARGUMENTS.priority },
+    );
+  }
+}
+
+function defined(entries: [string, unknown][]): ContractArguments {
+  return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+}
+
+function shared(jobType: string, options: EnqueueManyOptions, source: string): [string, unknown][] {
+  checkOptions(jobType, options);
+  return [
+    [ARGUMENTS.runAt, options.runAt],
+    [ARGUMENTS.priority, options.priority],
+    [ARGUMENTS.source, options.source ?? source],
+    [ARGUMENTS.retry, options.retry === undefined ? undefined : toSql(RETRY_FIELDS, options.retry)],
+  ];
+}
+
+/** broseph.enqueue's arguments for one job. */
+export function oneJob(
+  jobType: string,
+  params: unknown,
+  options: EnqueueOptions,
+  source: string,
+): ContractArguments {
+  return defined([
+    [ARGUMENTS.jobType, jobType],
+    [ARGUMENTS.params, paramsToSql(jobType, params)],
+    [ARGUMENTS.idempotencyKey, options.idempotencyKey],
+    ...shared(jobType, options, source),
+  ]);
+}
+
+/** broseph.enqueue_many's arguments for a list of jobs of one type. */
+export function manyJobs(
+  jobType: string,
+  params: readonly unknown[],
+  options: EnqueueManyOptions,
+  source: string,
+): ContractArguments {
+  return defined([
+    [ARGUMENTS.jobType, jobType],
+    [ARGUMENTS.params, params.map((p) => paramsToSql(jobType, p))],
+    [ARGUMENTS.idempotencyKeys, options.idempotencyKeys && [...options.idempotencyKeys]],
+    ...shared(jobType, options, source),
+  ]);
+}
