@@ -62,17 +62,11 @@ def write(out_dir: Path) -> list[Path]:
 
 
 def main(
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Directory for <JobType>.json files; without it, print all as one JSON."),
-    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for the <JobType>.json files.")],
 ) -> None:
     """
-    Write the JSON Schema of every job type's params.
+    Write the JSON Schema of every job type's params, one file per job type.
     """
-    if out is None:
-        typer.echo(render(all_schemas()), nl=False)
-        return
     for path in write(out):
         typer.echo(f"wrote {path}")
 
