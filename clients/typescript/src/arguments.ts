@@ -1,6 +1,7 @@
 // The arguments of one enqueue call in the contract's names, shared by both forms (node-postgres
 // and RPC). Only what JavaScript values cannot say in SQL's types is checked here (an invalid
-// Date, a fractional or out-of-range priority); every rule about the values is the contract's.
+// Date, a fractional or out-of-range priority, text Postgres cannot store); every rule about the
+// values is the contract's.
 
 import { EnqueueValidationError } from './errors.js';
 import { ARGUMENTS, RETRY_FIELDS, paramsToSql, toSql } from './names.js';
@@ -53,8 +54,52 @@ function checkOptions(jobType: string, options: EnqueueManyOptions): void {
   }
 }
 
-function defined(entries: [string, unknown][]): ContractArguments {
-  return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+// A lone UTF-16 surrogate: with the u flag, a well-formed pair is one code point and not matched.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** Why Postgres cannot take this string as it is, if it cannot. */
+function unstorable(text: string): string | undefined {
+  // Postgres text and jsonb hold no NUL; the driver would replace a lone surrogate with U+FFFD,
+  // silently making two different idempotency keys one.
+  if (text.includes('\u0000')) return 'contains the NUL character (\\u0000)';
+  if (LONE_SURROGATE.test(text)) return 'is not well-formed Unicode (a lone surrogate)';
+  return undefined;
+}
+
+/** The column (contract names, SQL positions from 1) of the first string Postgres cannot take. */
+function findUnstorable(value: unknown, column: string): [string, string] | undefined {
+  if (typeof value === 'string') {
+    const reason = unstorable(value);
+    return reason === undefined ? undefined : [column, reason];
+  }
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = findUnstorable(item, `${column}[${i + 1}]`);
+      if (found) return found;
+    }
+  } else if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
+    for (const [key, item] of Object.entries(value)) {
+      const reason = unstorable(key);
+      if (reason !== undefined) return [column, `has a field name that ${reason}`];
+      const found = findUnstorable(item, `${column}.${key}`);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+function defined(jobType: string, entries: [string, unknown][]): ContractArguments {
+  const args = Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+  for (const [name, value] of Object.entries(args)) {
+    const found = findUnstorable(value, name);
+    if (found) {
+      throw new EnqueueValidationError(`${jobType}: ${found[0]} ${found[1]}`, {
+        jobType,
+        column: found[0],
+      });
+    }
+  }
+  return args;
 }
 
 function shared(jobType: string, options: EnqueueManyOptions, source: string): [string, unknown][] {
@@ -74,7 +119,7 @@ export function oneJob(
   options: EnqueueOptions,
   source: string,
 ): ContractArguments {
-  return defined([
+  return defined(jobType, [
     [ARGUMENTS.jobType, jobType],
     [ARGUMENTS.params, paramsToSql(jobType, params)],
     [ARGUMENTS.idempotencyKey, options.idempotencyKey],
@@ -89,7 +134,7 @@ export function manyJobs(
   options: EnqueueManyOptions,
   source: string,
 ): ContractArguments {
-  return defined([
+  return defined(jobType, [
     [ARGUMENTS.jobType, jobType],
     [ARGUMENTS.params, params.map((p) => paramsToSql(jobType, p))],
     [ARGUMENTS.idempotencyKeys, options.idempotencyKeys && [...options.idempotencyKeys]],

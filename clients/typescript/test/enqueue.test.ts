@@ -280,6 +280,40 @@ describe('typed errors at run time', () => {
       field: 'priority',
       column: 'priority',
     },
+    {
+      name: 'a NUL character in a nested field',
+      call: () =>
+        enqueue(api, 'SendNotification', {
+          userId: groupId,
+          type: 'new_message',
+          data: { groupId: `${groupId}\u0000` },
+        }),
+      field: 'params.data.groupId',
+      column: 'params.data.group_id',
+    },
+    {
+      name: 'a NUL character in an idempotency key',
+      call: () => enqueue(api, 'GeneratePrompt', { groupId }, { idempotencyKey: 'k\u0000' }),
+      field: 'idempotencyKey',
+      column: 'idempotency_key',
+    },
+    {
+      // node-postgres would store U+FFFD instead: two different keys would become one.
+      name: 'a lone surrogate in one key of a list',
+      call: () =>
+        enqueueMany(api, 'GeneratePrompt', [{ groupId }, { groupId }], {
+          idempotencyKeys: ['fine 🙂', 'broken \uD83D'],
+        }),
+      field: 'idempotencyKeys[1]',
+      column: 'idempotency_keys[2]',
+      index: 1,
+    },
+    {
+      name: 'a NUL character in a field name',
+      call: () => enqueue(api, 'GeneratePrompt', { groupId, ['x\u0000']: 1 } as never),
+      field: 'params',
+      column: 'params',
+    },
   ];
 
   for (const c of cases) {
