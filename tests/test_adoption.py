@@ -106,6 +106,7 @@ async def test_app_tables_are_adopted_listed_and_the_jobs_run_end_to_end(
         "public.notifications: added column covered_until timestamp with time zone",
         "public.notifications: added index notifications_record_id_key",
         "public.prompts: added index prompts_created_idx",
+        "public.group_engagement_daily: created table",
     ):
         assert line in out, out
     assert "public.notifications: added column updated_at" not in out  # the app's own, kept

@@ -168,5 +168,10 @@ async def test_jobs_for_a_group_with_an_unknown_time_zone_complete(conn, app, st
         "SELECT job_type, status, last_error FROM broseph.job_records ORDER BY job_type"
     )
     rows = await cur.fetchall()
-    assert {r["job_type"] for r in rows} == {"GeneratePrompt", "ProcessEngagement"}
+    # Its prompt, its analytics, and the new_prompt push to its member (no device: skipped).
+    assert {r["job_type"] for r in rows} == {
+        "GeneratePrompt",
+        "ProcessEngagement",
+        "SendNotification",
+    }
     assert all(r["status"] == "completed" for r in rows), rows

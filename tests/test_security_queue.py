@@ -155,6 +155,12 @@ async def test_health_reports_a_grant_or_rls_regression_with_the_fix(conn, db_ur
     ):
         assert expected in problems, problems
     assert all(p.endswith("(run broseph migrate)") for p in report.problems), problems
+    # The command an operator (or a probe) runs says the same and exits 1.
+    probe = broseph_cli(db_url, "health", "--min-workers", "0")
+    assert probe.returncode == 1, probe.stdout + probe.stderr
+    assert "PUBLIC can EXECUTE broseph.field_key(text, text[], jsonb) (run broseph migrate)" in (
+        " ".join(probe.stdout.split())
+    )
 
     broseph_cli(db_url, "migrate")
     assert (await health.check(settings, min_workers=0)).healthy
