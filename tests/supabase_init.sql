@@ -51,8 +51,18 @@ $$;
 CREATE PUBLICATION supabase_realtime;
 
 CREATE SCHEMA extensions;
-CREATE EXTENSION "uuid-ossp" WITH SCHEMA extensions;
-CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
+-- Where the server ships them (contrib): the embedded server of tests/pg.py does not, and
+-- broseph uses neither (gen_random_uuid() is core PostgreSQL).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'uuid-ossp') THEN
+        CREATE EXTENSION "uuid-ossp" WITH SCHEMA extensions;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgcrypto') THEN
+        CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
+    END IF;
+END;
+$$;
 GRANT USAGE ON SCHEMA extensions TO postgres, anon, authenticated, service_role;
 
 GRANT USAGE ON SCHEMA public TO postgres, anon, authenticated, service_role;
