@@ -173,11 +173,7 @@ async def migrate(
                 before = await adoption.footprint(conn) if adopting else set()
                 await _apply(conn, migration, variant)
                 done.append(migration.name)
-                say(
-                    f"adopted your tables for {migration.name}"
-                    if variant
-                    else f"applied {migration.name}"
-                )
+                say(_applied_line(migration, variant))
                 if adopting:
                     for line in adoption.changes(before, await adoption.footprint(conn)):
                         say(f"  {line}")
@@ -187,6 +183,14 @@ async def migrate(
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return done
+
+
+def _applied_line(migration: Migration, variant: Migration | None) -> str:
+    if variant is None:
+        return f"applied {migration.name}"
+    if migration.name == DOMAIN:
+        return f"adopted your tables for {DOMAIN} (applied {variant.name})"
+    return f"applied {variant.name} in place of {migration.name}"
 
 
 def _is_current(migration: Migration, recorded: str | None) -> bool:
