@@ -34,13 +34,21 @@ def _setup_logging() -> None:
 @cli.command()
 def migrate() -> None:
     """
-    Apply procrastinate's schema (when absent) and broseph's migrations; safe to run twice.
+    Apply procrastinate's schema (when absent) and broseph's migrations, adopting the app's own
+    tables where they exist, and re-apply the lock-down of the queue; safe to run twice.
     """
     from broseph import migrate as migrations
 
     _setup_logging()
-    applied = asyncio.run(migrations.migrate(db.database_url(get_settings())))
-    typer.echo("\n".join(f"applied {name}" for name in applied) or "database is up to date")
+    try:
+        applied = asyncio.run(
+            migrations.migrate(db.database_url(get_settings()), report=typer.echo)
+        )
+    except migrations.MigrationError as exc:
+        typer.echo(f"broseph migrate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not applied:
+        typer.echo("database is up to date")
 
 
 @cli.command()

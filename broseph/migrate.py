@@ -1,15 +1,23 @@
 """
-`broseph migrate`: procrastinate's schema when absent, then our ordered SQL files.
+`broseph migrate`: procrastinate's schema when absent, then our ordered SQL files, then the
+always-run files (`migrations/always/`: the lock-down of the queue and of broseph's internals).
 
 Applied files are recorded with a SHA-256 checksum; a changed applied file is refused. A session
 advisory lock makes two concurrent runs (two pods starting at once) apply each file exactly once.
 The lock needs a session connection: run migrations over a direct or session-mode connection,
 never through a transaction pooler.
+
+Adoption: where the app already owns the domain tables (public.profiles, groups, messages, …),
+0002 cannot create them. The runner then checks them (broseph/adoption.py) before changing
+anything, applies `migrations/adopt/<name>` instead of each numbered file that has such a
+variant, records the numbered file (with its own checksum) plus `adopt/<name>`, and reports
+every column, index, trigger or policy a migration adds to an app table.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,15 +26,36 @@ import procrastinate
 import psycopg
 from procrastinate import schema as procrastinate_schema
 
+from broseph import adoption
+
 # Any constant works; it only has to be the same in every broseph process.
 _LOCK_KEY = 0x62726F73  # "bros"
 PROCRASTINATE_ENTRY = "procrastinate/schema.sql"
+# The migration that creates the domain tables, and how an adoption of them is recorded.
+DOMAIN = "0002_domain.sql"
+ADOPTED = "adopt/" + DOMAIN
+LOCKDOWN_NOTICE = "lock-down:"
+
+Report = Callable[[str], None]
 
 
 class MigrationError(RuntimeError):
     """
     A migration cannot be applied (a changed file, a failed statement).
     """
+
+
+class AdoptionError(MigrationError):
+    """
+    The app's tables lack what the jobs need; nothing was changed.
+    """
+
+    def __init__(self, gaps: list[str]) -> None:
+        self.gaps = gaps
+        super().__init__(
+            "your tables lack what the jobs need (nothing was changed; add these, then run"
+            " broseph migrate again):\n" + "\n".join(f"  {gap}" for gap in gaps)
+        )
 
 
 @dataclass(frozen=True)
@@ -58,6 +87,27 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
         Migration(path.name, path.read_text(encoding="utf-8"))
         for path in sorted(folder.glob("*.sql"))
     ]
+
+
+def load_always(directory: Path | None = None) -> list[Migration]:
+    """
+    The files run on every `broseph migrate`, after the numbered ones (`always/*.sql`).
+    """
+    folder = (directory or migrations_dir()) / "always"
+    return [
+        Migration(f"always/{path.name}", path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob("*.sql"))
+    ]
+
+
+def adopt_variant(migration: Migration, directory: Path | None = None) -> Migration | None:
+    """
+    `adopt/<name>`, the variant of a numbered migration for a database whose tables the app owns.
+    """
+    path = (directory or migrations_dir()) / "adopt" / migration.name
+    if not path.is_file():
+        return None
+    return Migration(f"adopt/{migration.name}", path.read_text(encoding="utf-8"))
 
 
 _BOOTSTRAP = """
@@ -93,47 +143,128 @@ async def pending(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[str
     return [name for name in names if name not in done]
 
 
-async def migrate(url: str, *, directory: Path | None = None) -> list[str]:
+async def migrate(
+    url: str, *, directory: Path | None = None, report: Report | None = None
+) -> list[str]:
     """
-    Apply what is missing; return the names applied now (empty when up to date).
+    Apply what is missing, then the always-run files; return the names applied now (empty when
+    up to date). `report` receives a line per file applied, per object added to an app-owned
+    table, and per lock-down that had something to fix. AdoptionError (a MigrationError) when
+    the app's tables lack something; then nothing was changed.
     """
+    say = report or (lambda _line: None)
     done: list[str] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            await conn.execute(_BOOTSTRAP)
             already = await applied(conn)
+            adopting = ADOPTED in already or (
+                DOMAIN not in already and await _check_adoptable(conn)
+            )
+            await conn.execute(_BOOTSTRAP)
             if PROCRASTINATE_ENTRY not in already:
                 await _apply_procrastinate(conn)
                 done.append(PROCRASTINATE_ENTRY)
+                say(f"applied {PROCRASTINATE_ENTRY}")
             for migration in load_migrations(directory):
-                recorded = already.get(migration.name)
-                if recorded == migration.checksum:
+                if _is_current(migration, already.get(migration.name)):
                     continue
-                if recorded is not None:
-                    raise MigrationError(
-                        f"{migration.name} was changed after it was applied "
-                        f"(recorded sha256 {recorded[:12]}…, file {migration.checksum[:12]}…); "
-                        "add a new migration instead of editing an applied one"
-                    )
-                await _apply(conn, migration)
+                variant = adopt_variant(migration, directory) if adopting else None
+                before = await adoption.footprint(conn) if adopting else set()
+                await _apply(conn, migration, variant)
                 done.append(migration.name)
+                say(_applied_line(migration, variant))
+                if adopting:
+                    for line in adoption.changes(before, await adoption.footprint(conn)):
+                        say(f"  {line}")
+            for always in load_always(directory):
+                for line in await _apply_always(conn, always):
+                    say(line)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return done
 
 
-async def _apply(conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration) -> None:
+def _applied_line(migration: Migration, variant: Migration | None) -> str:
+    if variant is None:
+        return f"applied {migration.name}"
+    if migration.name == DOMAIN:
+        return f"adopted your tables for {DOMAIN} (applied {variant.name})"
+    return f"applied {variant.name} in place of {migration.name}"
+
+
+def _is_current(migration: Migration, recorded: str | None) -> bool:
+    if recorded == migration.checksum:
+        return True
+    if recorded is not None:
+        raise MigrationError(
+            f"{migration.name} was changed after it was applied "
+            f"(recorded sha256 {recorded[:12]}…, file {migration.checksum[:12]}…); "
+            "add a new migration instead of editing an applied one"
+        )
+    return False
+
+
+async def _check_adoptable(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> bool:
+    """
+    True when the app's domain tables exist and hold what the jobs need; False when there are
+    none (0002 creates them); AdoptionError naming every gap otherwise.
+    """
+    if not await adoption.existing(conn):
+        return False
+    gaps = await adoption.gaps(conn)
+    if gaps:
+        raise AdoptionError(gaps)
+    return True
+
+
+async def _apply(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    migration: Migration,
+    variant: Migration | None = None,
+) -> None:
+    """
+    One numbered migration (or its adopt/ variant, recorded under both names), in one
+    transaction with its record.
+    """
+    applying = variant or migration
     async with conn.transaction():
         try:
             # No parameters: psycopg sends the file as one simple query, many statements allowed.
-            await conn.execute(migration.sql.encode())
+            await conn.execute(applying.sql.encode())
         except psycopg.Error as exc:
-            raise MigrationError(f"{migration.name} failed: {exc}") from exc
-        await conn.execute(
-            "INSERT INTO broseph.schema_migrations (name, checksum) VALUES (%s, %s)",
-            (migration.name, migration.checksum),
-        )
+            raise MigrationError(f"{applying.name} failed: {exc}") from exc
+        for record in (migration, variant) if variant else (migration,):
+            await conn.execute(
+                "INSERT INTO broseph.schema_migrations (name, checksum) VALUES (%s, %s)",
+                (record.name, record.checksum),
+            )
+
+
+async def _apply_always(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], migration: Migration
+) -> list[str]:
+    """
+    An always-run file, in one transaction; returns what it reported having fixed (its
+    "lock-down: …" notices).
+    """
+    notices: list[str] = []
+
+    def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
+        message = diagnostic.message_primary or ""
+        if message.startswith(LOCKDOWN_NOTICE):
+            notices.append(message)
+
+    conn.add_notice_handler(collect)
+    try:
+        async with conn.transaction():
+            try:
+                await conn.execute(migration.sql.encode())
+            except psycopg.Error as exc:
+                raise MigrationError(f"{migration.name} failed: {exc}") from exc
+    finally:
+        conn.remove_notice_handler(collect)
+    return notices
 
 
 async def _apply_procrastinate(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:

@@ -21,6 +21,14 @@ from broseph import migrate, services, worker
 from broseph.settings import Settings
 from tests import pg
 
+# The plain / Supabase-like database profiles of the security tests (tests/profiles.py).
+from tests.profiles import (  # noqa: F401
+    profile,
+    profile_conn,
+    profile_db_url,
+    supabase_template_db,
+)
+
 
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:

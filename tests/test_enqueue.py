@@ -16,6 +16,7 @@ from broseph import enqueue
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests import factories
 from tests.conftest import wait_until
+from tests.profiles import as_client
 
 DAY = datetime.date(2026, 3, 1)
 
@@ -178,13 +179,20 @@ async def test_raw_sql_in_psql_commit_rollback_duplicate_invalid(db_url, conn, s
     assert await _counts(conn) == (1, 1)
 
 
-async def test_enqueue_is_not_executable_by_clients(conn):
-    gid = await factories.group(conn)
-    async with conn.transaction():
-        await conn.execute("SET LOCAL ROLE authenticated")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            await conn.execute(
-                "SELECT broseph.enqueue('ProcessEngagement', %s)",
-                (f'{{"group_id": "{gid}", "local_date": "2026-03-01"}}',),
-            )
-        raise psycopg.Rollback()
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+async def test_enqueue_is_not_executable_by_clients(profile_conn, role):
+    # On plain PostgreSQL and on a Supabase-like database (tests/profiles.py).
+    gid = await factories.group(profile_conn)
+    for call in (
+        "SELECT broseph.enqueue('ProcessEngagement', %s)",
+        "SELECT broseph.enqueue_many('ProcessEngagement', ARRAY[%s::jsonb])",
+    ):
+        async with profile_conn.transaction():
+            await as_client(profile_conn, role)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await profile_conn.execute(
+                    call, (f'{{"group_id": "{gid}", "local_date": "2026-03-01"}}',)
+                )
+            raise psycopg.Rollback()
+    cur = await profile_conn.execute("SELECT count(*) AS n FROM broseph.job_records")
+    assert (await cur.fetchone())["n"] == 0

@@ -25,6 +25,7 @@ from tests.notify_support import (  # noqa: F401  (fixtures)
     push_app,
     wait_status,
 )
+from tests.profiles import as_client
 
 
 @pytest.fixture(autouse=True)
@@ -160,11 +161,14 @@ async def test_a_rolled_back_message_enqueues_nothing(conn, db_url):
     assert await _jobs(conn) == []
 
 
-async def test_a_client_insert_under_rls_enqueues_through_the_security_definer_trigger(conn):
+async def test_a_client_insert_under_rls_enqueues_through_the_security_definer_trigger(
+    profile_conn,
+):
+    # On plain PostgreSQL and on a Supabase-like database (tests/profiles.py).
+    conn = profile_conn
     gid, (a, b) = await _group_of(conn, 2)
     async with conn.transaction():
-        await conn.execute("SET LOCAL ROLE authenticated")
-        await conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (str(a),))
+        await as_client(conn, "authenticated", a)
         await conn.execute(
             "INSERT INTO public.messages (group_id, sender_id, body) VALUES (%s, %s, 'hi')",
             (gid, a),

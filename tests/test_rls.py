@@ -1,5 +1,6 @@
 """
-Row-level security: a client (role authenticated) sees only its own groups' job records.
+Row-level security: a client (role authenticated) sees only its own groups' job records — on
+plain PostgreSQL and on a Supabase-like database (tests/profiles.py).
 """
 
 from __future__ import annotations
@@ -8,6 +9,14 @@ import psycopg
 import pytest
 
 from tests import factories
+
+
+@pytest.fixture
+def db_url(profile_db_url: str) -> str:
+    """
+    Every test of this module runs on both profiles.
+    """
+    return profile_db_url
 
 
 async def _as_user(conn, user_id) -> None:

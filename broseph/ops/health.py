@@ -2,9 +2,11 @@
 `broseph health`: is the job service able to do its work right now?
 
 Healthy means: the database answers, every migration is applied (`broseph.migrate.pending`),
-at least `min_workers` workers have a heartbeat younger than RESCUE_AFTER_SECONDS, and (when a
-limit is given) no runnable job has waited longer than `max_pending_age` seconds. The report also
-carries queue depth by queue and status and the oldest pending age per queue.
+the lock-down holds (no client role reaches the queue or broseph's internals, RLS is on where
+broseph put it: `broseph.security_findings()`, migrations/always/lockdown.sql), at least
+`min_workers` workers have a heartbeat younger than RESCUE_AFTER_SECONDS, and (when a limit is
+given) no runnable job has waited longer than `max_pending_age` seconds. The report also carries
+queue depth by queue and status and the oldest pending age per queue.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Health:
     lost_workers: int = 0
     depth: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)
+    security: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -78,6 +81,7 @@ async def _inspect(
         )
         if migrate.PROCRASTINATE_ENTRY in health.pending_migrations:
             return  # no queue tables to look at
+    await _check_security(conn, health)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("workers"))
         workers = await cur.fetchall()
@@ -99,3 +103,25 @@ async def _inspect(
                     f"queue {queue['queue']}: oldest pending job waited {queue['seconds']:.0f}s"
                     f" (limit {max_pending_age:g}s)"
                 )
+
+
+async def _check_security(conn: psycopg.AsyncConnection[Any], health: Health) -> None:
+    """
+    Grants and RLS as `broseph migrate`'s lock-down leaves them: a procrastinate upgrade or a
+    GRANT by hand brings client access back, and the fix is to run broseph migrate again.
+    """
+    cur = await conn.execute(sql.query("security_check_installed"))
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        if not health.pending_migrations:
+            health.problems.append(
+                "the lock-down check broseph.security_findings() is missing (run broseph migrate)"
+            )
+        return
+    try:
+        cur = await conn.execute(sql.query("security_findings"))
+        health.security = [str(problem) for (problem,) in await cur.fetchall()]
+    except psycopg.Error as exc:
+        health.problems.append(f"could not check grants: {str(exc).strip()[:200]}")
+        return
+    health.problems += [f"{problem} (run broseph migrate)" for problem in health.security]

@@ -4,10 +4,11 @@ SELECT id, name, time_zone, active FROM public.groups WHERE id = %(group_id)s;
 
 -- name: upsert_engagement
 -- One group's stats for one local day, upserted. Day bounds follow the group's time zone (DST
--- days are 23 or 25 hours). The update is skipped when nothing changed, so a re-run leaves the
+-- days are 23 or 25 hours; a zone PostgreSQL does not know is read as UTC). The update is skipped when nothing changed, so a re-run leaves the
 -- row — computed_at included — exactly as it was. Returns the row only when it was written.
 WITH g AS (
-    SELECT id, time_zone FROM public.groups WHERE id = %(group_id)s
+    SELECT id, broseph.usable_time_zone(time_zone) AS time_zone
+      FROM public.groups WHERE id = %(group_id)s
 ), bounds AS (
     SELECT g.id,
            (%(local_date)s::date)::timestamp AT TIME ZONE g.time_zone AS day_start,
@@ -56,8 +57,19 @@ RETURNING d.message_count, d.active_members, d.member_count, d.messages_per_memb
           d.prompt_response_rate;
 
 -- name: engagement_yesterday_targets
--- Every active group with its local "yesterday" at the given instant: the nightly roll-up.
-SELECT id AS group_id, ((%(now)s::timestamptz AT TIME ZONE time_zone)::date - 1) AS local_date
-  FROM public.groups
- WHERE active
- ORDER BY id;
+-- Every active group with its local "yesterday" at the given instant: the nightly roll-up. Local
+-- dates are computed once per time zone; a zone PostgreSQL does not know (a row stored before
+-- migration 0013, an app-owned table without our CHECK) is read as UTC rather than failing the
+-- tick for every group.
+WITH zones AS (
+    SELECT z.time_zone,
+           (%(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(z.time_zone))::date - 1
+               AS local_date
+      FROM (SELECT DISTINCT coalesce(time_zone, '') AS time_zone
+              FROM public.groups WHERE active) AS z
+)
+SELECT g.id AS group_id, z.local_date
+  FROM public.groups g
+  JOIN zones z ON z.time_zone = coalesce(g.time_zone, '')
+ WHERE g.active
+ ORDER BY g.id;

@@ -1,8 +1,9 @@
 -- name: notification_context
 -- Everything SendNotification decides on, in one round trip: the user (no row when deleted),
 -- their time zone, whether this type is on, quiet hours, the group and their membership, and the
--- notification this job already opened (a retry, or a re-run after a crash).
-SELECT p.display_name, p.time_zone,
+-- notification this job already opened (a retry, or a re-run after a crash). A time zone
+-- PostgreSQL does not know is read as UTC.
+SELECT p.display_name, broseph.usable_time_zone(p.time_zone) AS time_zone,
        CASE %(type)s::text
            WHEN 'new_message' THEN coalesce(np.new_message, true)
            WHEN 'prompt_reminder' THEN coalesce(np.prompt_reminder, true)
@@ -10,7 +11,9 @@ SELECT p.display_name, p.time_zone,
            WHEN 'new_prompt' THEN coalesce(np.new_prompt, true)
        END AS enabled,
        np.quiet_start, np.quiet_end,
-       g.id IS NOT NULL AS group_exists, g.name AS group_name, g.time_zone AS group_time_zone,
+       g.id IS NOT NULL AS group_exists, g.name AS group_name,
+       CASE WHEN g.id IS NOT NULL THEN broseph.usable_time_zone(g.time_zone) END
+           AS group_time_zone,
        gm.user_id IS NOT NULL AS is_member, coalesce(gm.muted, false) AS muted,
        n.id AS notification_id, n.status AS notification_status
   FROM public.profiles p
@@ -171,14 +174,24 @@ WITH recent AS (
      WHERE p.created_at > %(now)s::timestamptz - interval '48 hours'
        AND p.created_at <= %(now)s::timestamptz
 ), members AS (
-    SELECT gm.group_id, gm.user_id,
-           ((%(now)s::timestamptz AT TIME ZONE u.time_zone)::date
-               + make_time(%(hour)s, 0, 0)) AT TIME ZONE u.time_zone AS remind_at
+    SELECT gm.group_id, gm.user_id, coalesce(u.time_zone, '') AS time_zone
       FROM (SELECT DISTINCT group_id FROM recent) AS g
       JOIN public.group_members gm ON gm.group_id = g.group_id AND NOT gm.muted
       JOIN public.profiles u ON u.id = gm.user_id
       LEFT JOIN public.notification_preferences np ON np.user_id = gm.user_id
      WHERE coalesce(np.prompt_reminder, true)
+), zones AS (
+    -- Each zone's reminder moment today, once per zone; a zone PostgreSQL does not know (stored
+    -- before migration 0013, or in an app table without our CHECK) is read as UTC, so one bad
+    -- profile cannot fail the tick for everybody.
+    SELECT z.time_zone,
+           ((%(now)s::timestamptz AT TIME ZONE z.usable)::date
+               + make_time(%(hour)s, 0, 0)) AT TIME ZONE z.usable AS remind_at
+      FROM (SELECT t.time_zone, broseph.usable_time_zone(t.time_zone) AS usable
+              FROM (SELECT DISTINCT time_zone FROM members) AS t) AS z
+), members_due AS (
+    SELECT m.group_id, m.user_id, z.remind_at
+      FROM members m JOIN zones z ON z.time_zone = m.time_zone
 ), due AS (
     SELECT m.user_id, m.group_id,
            (SELECT r.id FROM recent r
@@ -187,7 +200,7 @@ WITH recent AS (
                AND r.created_at > m.remind_at - interval '24 hours'
              ORDER BY r.created_at DESC, r.id
              LIMIT 1) AS prompt_id
-      FROM members m
+      FROM members_due m
      WHERE %(now)s::timestamptz >= m.remind_at
 )
 SELECT d.user_id, d.group_id, d.prompt_id

@@ -158,3 +158,12 @@ SELECT job_type, status, count(*) AS jobs
   FROM broseph.job_records
  GROUP BY job_type, status
  ORDER BY job_type, status;
+
+-- name: security_check_installed
+-- Whether the lock-down's check exists (migrations/always/lockdown.sql, run by broseph migrate).
+SELECT to_regprocedure('broseph.security_findings()') IS NOT NULL;
+
+-- name: security_findings
+-- Every way a client role reaches the queue or broseph's internals, RLS switched off where
+-- broseph put it, or a grant clients need gone — one readable line each.
+SELECT problem FROM broseph.security_findings();

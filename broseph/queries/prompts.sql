@@ -4,7 +4,8 @@
 -- moment the job was ENQUEUED (the record's created_at), which no retry can move.
 SELECT g.name, g.active,
        coalesce(%(local_date)s::date,
-                (coalesce(r.created_at, now()) AT TIME ZONE g.time_zone)::date) AS local_date,
+                (coalesce(r.created_at, now())
+                    AT TIME ZONE broseph.usable_time_zone(g.time_zone))::date) AS local_date,
        (SELECT count(*) FROM public.group_members m WHERE m.group_id = g.id)::int AS member_count
   FROM public.groups g
   LEFT JOIN broseph.job_records r ON r.id = %(record_id)s
@@ -24,12 +25,14 @@ SELECT text FROM public.prompts
 
 -- name: prompt_activity
 -- Counts only — never message bodies — over the 7 local days before the prompt's date.
-WITH bounds AS (
+WITH g AS (
+    SELECT id, broseph.usable_time_zone(time_zone) AS time_zone
+      FROM public.groups WHERE id = %(group_id)s
+), bounds AS (
     SELECT g.id,
            (%(local_date)s::date - 7)::timestamp AT TIME ZONE g.time_zone AS since,
            (%(local_date)s::date)::timestamp AT TIME ZONE g.time_zone AS until
-      FROM public.groups g
-     WHERE g.id = %(group_id)s
+      FROM g
 )
 SELECT count(m.id)::int AS messages, count(DISTINCT m.sender_id)::int AS senders
   FROM bounds b
@@ -38,9 +41,13 @@ SELECT count(m.id)::int AS messages, count(DISTINCT m.sender_id)::int AS senders
 
 -- name: prompt_sample_messages
 -- Message text for the AI, newest first. Only run when AI_SEND_MESSAGE_TEXT allows it.
+WITH g AS MATERIALIZED (
+    SELECT id, broseph.usable_time_zone(time_zone) AS time_zone
+      FROM public.groups WHERE id = %(group_id)s
+)
 SELECT m.body
-  FROM public.messages m, public.groups g
- WHERE g.id = %(group_id)s AND m.group_id = g.id
+  FROM public.messages m, g
+ WHERE m.group_id = g.id
    AND m.created_at >= (%(local_date)s::date - 7)::timestamp AT TIME ZONE g.time_zone
    AND m.created_at < (%(local_date)s::date)::timestamp AT TIME ZONE g.time_zone
  ORDER BY m.created_at DESC
@@ -60,9 +67,12 @@ RETURNING id;
 -- computed once per time zone. ">= hour", not "= hour": a prompt hour that DST skips (02:00 on a
 -- spring-forward day) is reached at 03:00, and one it repeats is met by the same local date, so
 -- the key stops the second pass. The key format must match generate_prompt.idempotency_key().
+-- A zone PostgreSQL does not know is read as UTC (broseph.usable_time_zone, migration 0013).
 WITH zones AS (
-    SELECT z.time_zone, %(now)s::timestamptz AT TIME ZONE z.time_zone AS local_now
-      FROM (SELECT DISTINCT time_zone FROM public.groups WHERE active) AS z
+    SELECT z.time_zone,
+           %(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(z.time_zone) AS local_now
+      FROM (SELECT DISTINCT coalesce(time_zone, '') AS time_zone
+              FROM public.groups WHERE active) AS z
 ), due AS (
     SELECT time_zone, local_now::date AS local_date
       FROM zones
@@ -70,7 +80,7 @@ WITH zones AS (
 )
 SELECT g.id AS group_id, d.local_date
   FROM due d
-  JOIN public.groups g ON g.time_zone = d.time_zone AND g.active
+  JOIN public.groups g ON coalesce(g.time_zone, '') = d.time_zone AND g.active
  WHERE NOT EXISTS (
            SELECT 1 FROM public.prompts p
             WHERE p.group_id = g.id AND p.local_date = d.local_date)
@@ -83,7 +93,8 @@ SELECT g.id AS group_id, d.local_date
 -- name: local_today
 -- Each named group's local date now (for "generate today's prompt" outside the schedule), in the
 -- order given; unknown ids are left out.
-SELECT g.id AS group_id, (now() AT TIME ZONE g.time_zone)::date AS local_date
+SELECT g.id AS group_id,
+       (now() AT TIME ZONE broseph.usable_time_zone(g.time_zone))::date AS local_date
   FROM unnest(%(group_ids)s::uuid[]) WITH ORDINALITY AS u(id, ord)
   JOIN public.groups g ON g.id = u.id
  ORDER BY u.ord;

@@ -1,0 +1,127 @@
+-- A database prepared the way Supabase prepares one, for the Supabase-like test profile
+-- (tests/profiles.py). Follows Supabase's own init script (repository supabase/postgres,
+-- migrations/db/init-scripts/00000000000000-initial-schema.sql) and its auth functions; see
+-- /work/shared/notes/platform.md. Run as the role that later runs `broseph migrate` (postgres).
+--
+-- Roles are cluster-wide and other tests create or alter the same ones at the same time, so every
+-- role statement tolerates losing a race (duplicate_object, unique_violation, and the
+-- "tuple concurrently updated" internal_error of two ALTER ROLEs at once). Per-database role
+-- settings are in tests/supabase_role_settings.sql (they do not travel with CREATE DATABASE …
+-- TEMPLATE, so every clone gets them again).
+
+DO $$
+DECLARE
+    member text;
+    spec text[];
+    specs text[] := ARRAY[
+        ARRAY['anon', 'NOLOGIN NOINHERIT'],
+        ARRAY['authenticated', 'NOLOGIN NOINHERIT'],
+        ARRAY['service_role', 'NOLOGIN NOINHERIT BYPASSRLS'],
+        ARRAY['authenticator', 'LOGIN NOINHERIT'],
+        -- Owns Supabase's auth schema functions (they are not the migrating role's).
+        ARRAY['supabase_auth_admin', 'NOLOGIN NOINHERIT']
+    ];
+BEGIN
+    FOREACH spec SLICE 1 IN ARRAY specs LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = spec[1]) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I %s', spec[1], spec[2]);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+        BEGIN
+            EXECUTE format('ALTER ROLE %I %s', spec[1], spec[2]);
+        EXCEPTION WHEN internal_error OR unique_violation THEN
+            NULL;  -- someone else altered it at the same moment, to the same attributes
+        END;
+    END LOOP;
+    FOREACH member IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF NOT pg_catalog.pg_has_role('authenticator', member, 'MEMBER') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO authenticator', member);
+            EXCEPTION WHEN duplicate_object OR unique_violation OR internal_error THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+CREATE PUBLICATION supabase_realtime;
+
+CREATE SCHEMA extensions;
+-- Where the server ships them (contrib): the embedded server of tests/pg.py does not, and
+-- broseph uses neither (gen_random_uuid() is core PostgreSQL).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'uuid-ossp') THEN
+        CREATE EXTENSION "uuid-ossp" WITH SCHEMA extensions;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgcrypto') THEN
+        CREATE EXTENSION pgcrypto WITH SCHEMA extensions;
+    END IF;
+END;
+$$;
+GRANT USAGE ON SCHEMA extensions TO postgres, anon, authenticated, service_role;
+
+GRANT USAGE ON SCHEMA public TO postgres, anon, authenticated, service_role;
+
+-- Every table, function and sequence created later in public — by this role, which is the one
+-- `broseph migrate` runs as — is fully granted to the client roles. Functions are executable by
+-- PUBLIC as well (PostgreSQL's own default).
+ALTER DEFAULT PRIVILEGES IN SCHEMA public
+    GRANT ALL ON TABLES TO postgres, anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public
+    GRANT ALL ON FUNCTIONS TO postgres, anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public
+    GRANT ALL ON SEQUENCES TO postgres, anon, authenticated, service_role;
+DO $$
+BEGIN
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
+                   'GRANT ALL ON TABLES TO postgres, anon, authenticated, service_role',
+                   current_user);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
+                   'GRANT ALL ON FUNCTIONS TO postgres, anon, authenticated, service_role',
+                   current_user);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public '
+                   'GRANT ALL ON SEQUENCES TO postgres, anon, authenticated, service_role',
+                   current_user);
+END;
+$$;
+
+-- Supabase's auth helpers: the JWT PostgREST puts in request.jwt.claims (older versions:
+-- request.jwt.claim.sub / .role). Owned by supabase_auth_admin, as on Supabase.
+CREATE SCHEMA auth;
+GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+
+CREATE FUNCTION auth.uid() RETURNS uuid
+    LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(
+        nullif(current_setting('request.jwt.claim.sub', true), ''),
+        (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
+    )::uuid
+$$;
+
+CREATE FUNCTION auth.role() RETURNS text
+    LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(
+        nullif(current_setting('request.jwt.claim.role', true), ''),
+        (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
+    )::text
+$$;
+
+CREATE FUNCTION auth.jwt() RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(
+        nullif(current_setting('request.jwt.claim', true), ''),
+        nullif(current_setting('request.jwt.claims', true), '')
+    )::jsonb
+$$;
+
+ALTER FUNCTION auth.uid() OWNER TO supabase_auth_admin;
+ALTER FUNCTION auth.role() OWNER TO supabase_auth_admin;
+ALTER FUNCTION auth.jwt() OWNER TO supabase_auth_admin;
