@@ -27,14 +27,16 @@ relations AS (
     SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS object, c.relkind
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-       AND ((n.nspname = 'public' AND c.relname LIKE 'procrastinate\\_%')
+       AND ((n.nspname = 'public'
+             AND (c.relname LIKE 'procrastinate\\_%' OR c.relname LIKE 'broseph\\_%'))
             OR n.nspname = 'broseph')
 ),
 functions AS (
     SELECT p.oid,
            format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes)) AS object
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE (n.nspname = 'public' AND p.proname LIKE 'procrastinate\\_%')
+     WHERE (n.nspname = 'public'
+            AND (p.proname LIKE 'procrastinate\\_%' OR p.proname LIKE 'broseph\\_%'))
         OR n.nspname = 'broseph'
 )
 SELECT r.object, roles.role, priv.name AS privilege

@@ -12,7 +12,8 @@
 -- broseph.security_findings() → one row per way a client reaches what is not theirs, or lacks
 -- what RLS needs, each with the statement that fixes it:
 --   * a privilege held by anon, authenticated or PUBLIC (which every role has) on a table, view,
---     sequence or function of procrastinate's (public.procrastinate_*), on anything in schema
+--     sequence or function of procrastinate's (public.procrastinate_*), on broseph's RPC
+--     wrappers for service_role (public.broseph_*, migrations/0017), on anything in schema
 --     broseph beyond the list `allowed` below, or CREATE on schema public or broseph;
 --   * row-level security off on broseph.job_records, or on the domain tables broseph created
 --     (not on tables it adopted from the app: their security is the app's);
@@ -58,14 +59,16 @@ AS $$
                                '{}')
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-           AND ((n.nspname = 'public' AND c.relname LIKE 'procrastinate\_%')
+           AND ((n.nspname = 'public'
+                 AND (c.relname LIKE 'procrastinate\_%' OR c.relname LIKE 'broseph\_%'))
                 OR n.nspname = 'broseph')
         UNION ALL
         SELECT format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes)),
                'FUNCTION ' || p.oid::regprocedure::text,
                coalesce(p.proacl, acldefault('f', p.proowner))
           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-         WHERE (n.nspname = 'public' AND p.proname LIKE 'procrastinate\_%')
+         WHERE (n.nspname = 'public'
+                AND (p.proname LIKE 'procrastinate\_%' OR p.proname LIKE 'broseph\_%'))
             OR n.nspname = 'broseph'
         UNION ALL
         SELECT 'schema ' || n.nspname, 'SCHEMA ' || quote_ident(n.nspname),
