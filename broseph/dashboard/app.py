@@ -173,14 +173,15 @@ def _bars(values: list[int], hours: list[datetime.datetime]) -> Markup:
     if not values:
         return Markup("")
     top = max(values) or 1
-    width, height, step = 3 * len(values), 24, 3
+    step, height = 5, 28
+    width = step * len(values)
     rects = []
     for i, (value, hour) in enumerate(zip(values, hours, strict=False)):
         h = round(height * value / top) if value else 0
         css = ' class="peak"' if value == top and value else ""
         title = escape(f"{hour:%H}:00 UTC: {value:,}")
         rects.append(
-            f'<rect x="{i * step}" y="{height - h}" width="2" height="{h}"{css}>'
+            f'<rect x="{i * step}" y="{height - h}" width="4" height="{h}"{css}>'
             f"<title>{title}</title></rect>"
         )
     return Markup(
