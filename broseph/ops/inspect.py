@@ -123,7 +123,8 @@ class Cursor:
     id: uuid.UUID
 
     def token(self) -> str:
-        return f"{self.created_at.astimezone(datetime.UTC).isoformat()}_{self.id}"
+        # URL-safe as it stands (no "+"): it travels in links and on command lines.
+        return f"{self.created_at.astimezone(datetime.UTC):%Y-%m-%dT%H:%M:%S.%fZ}_{self.id}"
 
     @classmethod
     def parse(cls, token: str) -> Cursor:

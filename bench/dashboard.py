@@ -1,0 +1,415 @@
+"""
+(10) The dashboard over 1,000,000 job records: server time per page, and every query's plan.
+
+The database holds N job records with their queue rows and events (records spread over the 14
+days of retention, every status, 10,000 groups and 100,000 users, plus one 08:00 GeneratePrompt
+wave of N/100), loaded in bulk and vacuumed as autovacuum would leave them. Each page is served
+by the real app (`broseph.dashboard.create_app`, Basic auth on) and called in process over ASGI
+(httpx): the time from request to the whole response, median of REQUESTS calls after two warm-up
+calls. Baseline: the same page in the same round over BASELINE records — so the ratio says how
+much a page slows down with the table's size (1× = not at all).
+
+Plans: the functions each page runs (`broseph.ops.inspect` / `overview` / `bulk`, the SQL inside
+broseph.find_records included) run once more with auto_explain on the connection; the benchmark
+fails unless every read of job_records, procrastinate_jobs and procrastinate_events goes through
+an index (Index Scan, Index Only Scan, or a Bitmap Heap Scan fed by its Bitmap Index Scan) —
+never a sequential scan. At the smoke run's size a sequential scan is the planner's right choice,
+so there the check is that an index path exists (sequential scans disabled). Needs a superuser
+(auto_explain, and the bulk load skips triggers with session_replication_role).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import SecretStr
+
+from bench.harness import Context, Metric, Repetition, Sample, Target, at_most, both
+from broseph import sql
+from broseph.dashboard import create_app
+from broseph.ops import bulk, inspect, overview
+from broseph.settings import Settings
+
+number = 10
+title = "Dashboard pages over 1,000,000 job records"
+max_reps = 1  # one round loads a million records
+BASELINE = 1_000
+REQUESTS = 15
+BIG_TABLES = ("job_records", "procrastinate_jobs", "procrastinate_events")
+# Reads through an index (a Bitmap Heap Scan only ever reads what its Bitmap Index Scan found).
+INDEX_SCANS = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+USER, PASSWORD = "bench", "bench-password"
+
+
+def ratio_at_most(x: float) -> Target:
+    return Target(f"≤ {x:g}×", lambda row: row.ratio.median <= x)
+
+
+@dataclass(frozen=True)
+class Page:
+    key: str
+    label: str
+    target: Target
+
+
+# Pages bounded by a page size answer as fast on a million records as on a thousand; the
+# overview reads the last 24 hours (about N/14 records here) and so grows with the daily volume.
+_SIZE_FREE = both(at_most(100, "ms"), ratio_at_most(2))
+PAGES = (
+    Page("overview", "overview", at_most(250, "ms")),
+    Page("jobs", "jobs, first page (no filter)", _SIZE_FREE),
+    Page("jobs_deep", "jobs, a page one week back (keyset cursor)", _SIZE_FREE),
+    Page("jobs_wave", "jobs: failed GeneratePrompt since 07:55 (+ count)", _SIZE_FREE),
+    Page("jobs_rare", "jobs: a filter matching nothing (+ count)", _SIZE_FREE),
+    Page("jobs_group", "jobs: one group (+ count)", _SIZE_FREE),
+    Page("jobs_user", "jobs: one user, failed (+ count)", _SIZE_FREE),
+    Page("job", "one job: record, queue row, timeline", _SIZE_FREE),
+    Page("bulk", "bulk retry confirmation (count of failed in the wave)", _SIZE_FREE),
+    Page("workers", "workers", _SIZE_FREE),
+)
+metrics = tuple(
+    Metric(
+        page.key,
+        f"(10) {page.label}, server time per page",
+        "ms",
+        baseline=f"same page, {BASELINE:,} records (smoke: 500), same round",
+        target=page.target,
+        decimals=1,
+    )
+    for page in PAGES
+)
+
+
+async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
+    n = ctx.size(full=1_000_000, smoke=5_000)
+    small = ctx.size(full=BASELINE, smoke=500)
+    ctx.note(
+        f"(10) {n:,} job records (+ queue rows, ~{3 * n:,} events) against {small:,};"
+        f" median of {REQUESTS} requests per page, in process over ASGI (no network)."
+    )
+    for _ in range(ctx.reps):
+        await ctx.db.reset()
+        world = await load(ctx.db.url, small)
+        baseline = await time_pages(ctx.db.url, world)
+        await ctx.db.reset()
+        started = time.perf_counter()
+        world = await load(ctx.db.url, n)
+        ctx.note(f"(10) loaded {n:,} records in {time.perf_counter() - started:.0f} s.")
+        ours = await time_pages(ctx.db.url, world)
+        # At the smoke run's size a sequential scan is the planner's right choice; there the
+        # check is that an index path exists for every read (sequential scans disabled).
+        found = await plans(ctx.db.url, world, index_paths_only=ctx.smoke)
+        ctx.note(
+            "(10) plans, per page — reads of the big tables"
+            + (" (smoke size: sequential scans disabled)" if ctx.smoke else "")
+            + ": "
+            + found
+        )
+        yield {p.key: Sample(ours[p.key], baseline[p.key]) for p in PAGES}
+    await ctx.db.reset()
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+# Statements separated by blank lines. Triggers are off for the load (session_replication_role):
+# the events are written below, in bulk, as the triggers would have written them one by one.
+_LOAD = """
+SET session_replication_role = replica;
+
+CREATE TEMP TABLE bench_world ON COMMIT DROP AS
+WITH spec AS (
+    SELECT i,
+           i > %(n)s - %(wave)s AS in_wave,
+           CASE WHEN i > %(n)s - %(wave)s THEN 'GeneratePrompt'
+                WHEN i %% 20 < 2 THEN 'GeneratePrompt'
+                WHEN i %% 20 < 14 THEN 'SendNotification'
+                WHEN i %% 20 < 19 THEN 'ProcessEngagement'
+                ELSE 'NotifyMembers' END AS job_type,
+           md5('g' || (i %% 10000))::uuid AS group_id,
+           md5('u' || (i %% 100000))::uuid AS user_id
+      FROM generate_series(1, %(n)s) AS i
+)
+SELECT s.i, gen_random_uuid() AS id, s.job_type, s.group_id, s.user_id,
+       CASE WHEN s.in_wave
+                THEN %(wave_at)s::timestamptz + (s.i %% 600) * interval '100 ms'
+            ELSE %(now)s::timestamptz - interval '14 days'
+                 + (s.i::float8 / %(n)s) * (interval '14 days' - interval '1 minute')
+       END AS created_at,
+       CASE WHEN s.in_wave THEN CASE WHEN s.i %% 50 = 0 THEN 'failed' ELSE 'completed' END
+            WHEN s.i > %(n)s - %(wave)s - %(active)s
+                THEN (ARRAY['pending', 'pending', 'pending', 'pending', 'pending', 'pending',
+                            'pending', 'retrying', 'processing', 'pending'])[s.i %% 10 + 1]
+            WHEN (s.i * 7919) %% 1000 < 25 THEN 'failed'
+            WHEN (s.i * 7919) %% 1000 < 35 THEN 'cancelled'
+            ELSE 'completed' END AS status
+  FROM spec s;
+
+INSERT INTO broseph.job_records
+    (id, job_type, params, status, progress, attempts, last_error, result, idempotency_key,
+     source, procrastinate_job_id, created_at, started_at, finished_at, updated_at)
+SELECT w.id, w.job_type,
+       CASE w.job_type
+           WHEN 'SendNotification' THEN jsonb_build_object('user_id', w.user_id, 'type',
+               'new_message', 'data', jsonb_build_object('group_id', w.group_id))
+           WHEN 'NotifyMembers' THEN jsonb_build_object('group_id', w.group_id, 'type',
+               'new_prompt')
+           ELSE jsonb_build_object('group_id', w.group_id, 'local_date',
+               to_char(w.created_at, 'YYYY-MM-DD')) END,
+       w.status, CASE WHEN w.status = 'completed' THEN 100 ELSE 0 END,
+       CASE w.status WHEN 'pending' THEN 0 WHEN 'failed' THEN 5 WHEN 'retrying' THEN 2 ELSE 1 END,
+       CASE WHEN w.status IN ('failed', 'retrying')
+            THEN 'RuntimeError: bench failure ' || w.i %% 7 END,
+       CASE WHEN w.status = 'completed' THEN '{"ok": true}'::jsonb END,
+       CASE WHEN w.job_type = 'GeneratePrompt' THEN 'prompt:' || w.group_id || ':' || w.i END,
+       'bench', w.i, w.created_at,
+       CASE WHEN w.status <> 'pending' THEN w.created_at + interval '1 s' END,
+       CASE WHEN w.status IN ('completed', 'failed', 'cancelled')
+            THEN w.created_at + interval '2 s' END,
+       w.created_at + interval '2 s'
+  FROM bench_world w;
+
+INSERT INTO procrastinate_jobs (id, queue_name, task_name, args, status, attempts, scheduled_at)
+SELECT w.i, t.queue, t.task_name, jsonb_build_object('record_id', w.id),
+       (CASE w.status WHEN 'pending' THEN 'todo' WHEN 'retrying' THEN 'todo'
+            WHEN 'processing' THEN 'doing' WHEN 'completed' THEN 'succeeded'
+            WHEN 'failed' THEN 'failed' ELSE 'cancelled' END)::procrastinate_job_status,
+       CASE w.status WHEN 'pending' THEN 0 WHEN 'failed' THEN 5 WHEN 'retrying' THEN 1 ELSE 1 END,
+       CASE WHEN w.status = 'retrying' THEN %(now)s::timestamptz + interval '5 min' END
+  FROM bench_world w JOIN broseph.job_types t ON t.name = w.job_type;
+
+INSERT INTO procrastinate_events (job_id, type, at)
+SELECT w.i, e.type::procrastinate_job_event_type, w.created_at + e.after
+  FROM bench_world w
+ CROSS JOIN LATERAL (VALUES
+        ('deferred', interval '0 s', true),
+        ('started', interval '1 s', w.status NOT IN ('pending', 'cancelled')),
+        ('deferred_for_retry', interval '2 s', w.status = 'retrying'),
+        ('succeeded', interval '2 s', w.status = 'completed'),
+        ('failed', interval '2 s', w.status = 'failed'),
+        ('cancelled', interval '2 s', w.status = 'cancelled')
+     ) AS e (type, after, happened)
+ WHERE e.happened
+ ORDER BY w.i, e.after;
+
+SELECT setval(pg_get_serial_sequence('procrastinate_jobs', 'id'), %(n)s);
+
+INSERT INTO procrastinate_workers (last_heartbeat) VALUES (%(now)s), (%(now)s);
+
+SET session_replication_role = origin;
+"""
+
+
+@dataclass(frozen=True)
+class World:
+    n: int
+    wave_at: datetime.datetime
+    # A failed record one week back (the job page), and the cursor of a page there.
+    middle: inspect.Cursor
+    failed: uuid.UUID
+    group: uuid.UUID
+    user: uuid.UUID
+
+
+async def load(url: str, n: int) -> World:
+    """
+    N records in every state, the wave included; VACUUM ANALYZE after (what autovacuum does).
+    """
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        cur = await conn.execute("SELECT now() AS now")
+        row = await cur.fetchone()
+        assert row is not None
+        now: datetime.datetime = row["now"]
+        wave_at = now.replace(hour=8, minute=0, second=0, microsecond=0)
+        if wave_at > now - datetime.timedelta(minutes=2):
+            wave_at -= datetime.timedelta(days=1)
+        params = {"n": n, "wave": n // 100, "active": max(20, n // 500), "now": now,
+                  "wave_at": wave_at}  # fmt: skip
+        for statement in _LOAD.split(";\n\n"):
+            await conn.execute(statement.strip().removesuffix(";").encode(), params)
+        await conn.commit()
+        week_ago = now - datetime.timedelta(days=7)
+        cur = await conn.execute(
+            "SELECT created_at, id FROM broseph.job_records WHERE created_at < %s"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (week_ago,),
+        )
+        middle = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT id, user_id FROM broseph.job_records"
+            " WHERE status = 'failed' AND job_type = 'SendNotification' AND created_at < %s"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (week_ago,),
+        )
+        failed = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT group_id FROM broseph.job_records"
+            " WHERE job_type = 'ProcessEngagement' AND created_at < %s"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (week_ago,),
+        )
+        group = await cur.fetchone()
+        assert middle is not None and failed is not None and group is not None
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for table in ("broseph.job_records", "procrastinate_jobs", "procrastinate_events"):
+            await conn.execute(f"VACUUM (ANALYZE) {table}".encode())
+    return World(
+        n=n,
+        wave_at=wave_at,
+        middle=inspect.Cursor(middle["created_at"], middle["id"]),
+        failed=failed["id"],
+        group=group["group_id"],
+        user=failed["user_id"],
+    )
+
+
+# --- the pages --------------------------------------------------------------------------------
+
+
+def _paths(world: World) -> dict[str, str]:
+    since = (world.wave_at - datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+    return {
+        "overview": "/",
+        "jobs": "/jobs",
+        "jobs_deep": f"/jobs?after={world.middle.token()}",
+        "jobs_wave": f"/jobs?status=failed&type=GeneratePrompt&since={since}",
+        "jobs_rare": "/jobs?status=cancelled&type=NotifyMembers&since=1h",
+        "jobs_group": f"/jobs?group={world.group}",
+        "jobs_user": f"/jobs?user={world.user}&status=failed",
+        "job": f"/jobs/{world.failed}",
+        "bulk": f"/bulk?action=retry&type=GeneratePrompt&since={since}",
+        "workers": "/workers",
+    }
+
+
+async def time_pages(url: str, world: World) -> dict[str, float]:
+    """
+    Median milliseconds per page, served by the real app in process.
+    """
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        dashboard_user=USER,
+        dashboard_password=SecretStr(PASSWORD),
+    )
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    found: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", auth=(USER, PASSWORD)
+        ) as client:
+            for key, path in _paths(world).items():
+                times = []
+                for i in range(REQUESTS + 2):
+                    started = time.perf_counter()
+                    response = await client.get(path)
+                    elapsed = time.perf_counter() - started
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{path}: HTTP {response.status_code}")
+                    if i >= 2:
+                        times.append(elapsed * 1000)
+                found[key] = statistics.median(times)
+    finally:
+        await app.state.dashboard.database.close()
+    return found
+
+
+# --- the plans --------------------------------------------------------------------------------
+
+Reader = Callable[[inspect.Conn], Awaitable[Any]]
+
+
+def _readers(world: World) -> dict[str, Reader]:
+    since = world.wave_at - datetime.timedelta(minutes=5)
+    wave = inspect.Filter(statuses=("failed",), job_type="GeneratePrompt", since=since)
+    rare = inspect.Filter(
+        statuses=("cancelled",), job_type="NotifyMembers", since=inspect.parse_since("1h")
+    )
+    group = inspect.Filter(group_id=world.group)
+    user = inspect.Filter(user_id=world.user, statuses=("failed",))
+
+    async def listing(conn: inspect.Conn, flt: inspect.Filter) -> None:
+        await inspect.find(conn, flt, limit=50)
+        await inspect.count(conn, flt, cap=10_000)
+
+    async def workers(conn: inspect.Conn) -> None:
+        for name in ("workers", "running_jobs"):
+            await conn.execute(sql.query(name))
+
+    return {
+        "overview": lambda c: overview.load(c),
+        "jobs": lambda c: inspect.find(c, inspect.Filter(), limit=50),
+        "jobs_deep": lambda c: inspect.find(c, inspect.Filter(), after=world.middle, limit=50),
+        "jobs_wave": lambda c: listing(c, wave),
+        "jobs_rare": lambda c: listing(c, rare),
+        "jobs_group": lambda c: listing(c, group),
+        "jobs_user": lambda c: listing(c, user),
+        "job": lambda c: inspect.show(c, str(world.failed)),
+        "bulk": lambda c: bulk.preview(c, "retry", inspect.Filter(job_type="GeneratePrompt",
+                                                                   since=since)),
+        "workers": workers,
+    }  # fmt: skip
+
+
+async def plans(url: str, world: World, *, index_paths_only: bool = False) -> str:
+    """
+    Run each page's reads under auto_explain; fail unless the big tables are read through
+    indexes only. Returns a summary for the report's notes.
+    """
+    summary = []
+    for key, reader in _readers(world).items():
+        scans = await explained_scans(url, reader, no_seqscan=index_paths_only)
+        on_big = sorted({f"{node} on {table}" for node, table in scans if table in BIG_TABLES})
+        bad = [s for s in on_big if not s.startswith(INDEX_SCANS)]
+        if bad:
+            raise AssertionError(f"(10) page {key!r} reads a big table without an index: {bad}")
+        summary.append(f"{key}: {', '.join(on_big) or 'none'}")
+    return "; ".join(summary)
+
+
+async def explained_scans(
+    url: str, reader: Reader, *, no_seqscan: bool = False
+) -> list[tuple[str, str]]:
+    """
+    (node type, table) of every scan in the plans of every statement `reader` runs, the
+    statements inside SQL functions included (auto_explain, nested statements on).
+    """
+    notices: list[str] = []
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET auto_explain.log_format = 'json'",
+            "SET auto_explain.log_level = 'notice'",
+            *(["SET enable_seqscan = off"] if no_seqscan else []),
+        ):
+            await conn.execute(setting.encode())
+        await reader(conn)
+    scans: list[tuple[str, str]] = []
+    for notice in notices:
+        if "{" in notice:
+            _walk(json.loads(notice[notice.index("{") :])["Plan"], scans)
+    if not scans:
+        raise AssertionError("auto_explain reported no plan (is auto_explain available?)")
+    return scans
+
+
+def _walk(node: dict[str, Any], scans: list[tuple[str, str]]) -> None:
+    if "Relation Name" in node:
+        scans.append((str(node["Node Type"]), str(node["Relation Name"])))
+    for child in node.get("Plans", []):
+        _walk(child, scans)
