@@ -149,8 +149,8 @@ SELECT s.i, gen_random_uuid() AS id, s.job_type, s.group_id, s.user_id,
             WHEN s.i > %(n)s - %(wave)s - %(active)s
                 THEN (ARRAY['pending', 'pending', 'pending', 'pending', 'pending', 'pending',
                             'pending', 'retrying', 'processing', 'pending'])[s.i %% 10 + 1]
-            WHEN (s.i * 7919) %% 1000 < 25 THEN 'failed'
-            WHEN (s.i * 7919) %% 1000 < 35 THEN 'cancelled'
+            WHEN (s.i::bigint * 7919) %% 1000 < 25 THEN 'failed'
+            WHEN (s.i::bigint * 7919) %% 1000 < 35 THEN 'cancelled'
             ELSE 'completed' END AS status
   FROM spec s;
 
