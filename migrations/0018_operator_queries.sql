@@ -25,6 +25,10 @@ CREATE INDEX IF NOT EXISTS job_records_user_created_idx
 DROP INDEX IF EXISTS broseph.job_records_status_idx;
 DROP INDEX IF EXISTS broseph.job_records_group_idx;
 DROP INDEX IF EXISTS broseph.job_records_user_idx;
+-- broseph.job_types is a handful of rows written by migrations: autovacuum never analyzes a table
+-- that small (fewer changes than its threshold of 50), and an unanalyzed table is costed as ~300
+-- rows — which makes "one range per status × job type" look a hundred times dearer than it is.
+ANALYZE broseph.job_types;
 
 -- broseph.find_records(...) — job records matching every given filter (NULL: no filter), newest
 -- first by (created_at, id), strictly older than (before_at, before_id) when given (the keyset

@@ -76,8 +76,9 @@ async def load(conn: inspect.Conn, schedules: Iterable[Schedule] = ()) -> Overvi
     since = now - WINDOW
     active: dict[str, dict[str, int]] = {}
     for r in await _rows(conn, "overview_active"):
-        if r["jobs"]:
-            active.setdefault(r["job_type"], {})[r["status"]] = int(r["jobs"])
+        counts = {status: int(r[status]) for status in ACTIVE if r[status]}
+        if counts:
+            active[r["job_type"]] = counts
     recent: dict[str, dict[str, int]] = {}
     hours = _hours(since, now)
     hourly: dict[str, list[int]] = {}
