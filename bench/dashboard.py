@@ -8,8 +8,9 @@ is the same in both worlds (a group's 100 records, a user's ten, 200 failures in
 running jobs); only the tables' size differs. Each page is served
 by the real app (`broseph.dashboard.create_app`, Basic auth on) and called in process over ASGI
 (httpx): the time from request to the whole response, median of REQUESTS calls after two warm-up
-calls. Baseline: the same page in the same round over BASELINE records — so the ratio says how
-much a page slows down with the table's size (1× = not at all).
+calls. Baseline: the same page in the same round over BASELINE records, in a second database on
+the same server, requested in turn with ours — so the ratio says how much a page slows down with
+the tables' size (1× = not at all).
 
 Plans: the functions each page runs (`broseph.ops.inspect` / `overview` / `bulk`, the SQL inside
 broseph.find_records included) run once more with auto_explain on the connection; the benchmark
@@ -36,6 +37,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import SecretStr
 
+from bench.database import BenchDatabase, with_dbname
 from bench.harness import Context, Metric, Repetition, Sample, Target, at_most, both
 from broseph import sql
 from broseph.dashboard import create_app
@@ -46,7 +48,7 @@ number = 10
 title = "Dashboard pages over 1,000,000 job records"
 max_reps = 1  # one round loads a million records
 BASELINE = 1_000
-REQUESTS = 15
+REQUESTS = 25
 BIG_TABLES = ("job_records", "procrastinate_jobs", "procrastinate_events")
 # Reads through an index (a Bitmap Heap Scan only ever reads what its Bitmap Index Scan found).
 INDEX_SCANS = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
@@ -99,18 +101,23 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
         f"(10) {n:,} job records (+ queue rows, ~{3 * n:,} events) against {small:,};"
         f" median of {REQUESTS} requests per page, in process over ASGI (no network)."
     )
+    # The small world lives in a database of its own on the same server, so the two pages are
+    # requested in turn (small, big, small, …): a change of the machine's load hits both alike.
+    server = ctx.db.admin_url or with_dbname(ctx.db.url, "postgres")
     for _ in range(ctx.reps):
-        await ctx.db.reset()
-        world = await load(ctx.db.url, small)
-        baseline = await time_pages(ctx.db.url, world)
-        await ctx.db.reset()
-        started = time.perf_counter()
-        world = await load(ctx.db.url, n)
-        ctx.note(f"(10) loaded {n:,} records in {time.perf_counter() - started:.0f} s.")
-        ours = await time_pages(ctx.db.url, world)
+        small_db = await BenchDatabase.open(None, server=server)
+        try:
+            await ctx.db.reset()
+            started = time.perf_counter()
+            big_world = await load(ctx.db.url, n)
+            ctx.note(f"(10) loaded {n:,} records in {time.perf_counter() - started:.0f} s.")
+            small_world = await load(small_db.url, small)
+            ours, baseline = await time_pages((ctx.db.url, big_world), (small_db.url, small_world))
+        finally:
+            await small_db.close()
         # At the smoke run's size a sequential scan is the planner's right choice; there the
         # check is that an index path exists for every read (sequential scans disabled).
-        found = await plans(ctx.db.url, world, index_paths_only=ctx.smoke)
+        found = await plans(ctx.db.url, big_world, index_paths_only=ctx.smoke)
         ctx.note(
             "(10) plans, per page — reads of the big tables"
             + (" (smoke size: sequential scans disabled)" if ctx.smoke else "")
@@ -301,37 +308,49 @@ def _paths(world: World) -> dict[str, str]:
     }
 
 
-async def time_pages(url: str, world: World) -> dict[str, float]:
+async def time_pages(*worlds: tuple[str, World]) -> list[dict[str, float]]:
     """
-    Median milliseconds per page, served by the real app in process.
+    Median milliseconds per page in each world, served by the real app in process; the worlds'
+    requests alternate, after two warm-up requests each.
     """
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        dashboard_user=USER,
-        dashboard_password=SecretStr(PASSWORD),
-    )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    found: dict[str, float] = {}
+    apps = [create_app(_settings(url)) for url, _ in worlds]
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://x", auth=(USER, PASSWORD)
+        )
+        for app in apps
+    ]
+    found: list[dict[str, float]] = [{} for _ in worlds]
     try:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", auth=(USER, PASSWORD)
-        ) as client:
-            for key, path in _paths(world).items():
-                times = []
-                for i in range(REQUESTS + 2):
+        for key in _paths(worlds[0][1]):
+            times: list[list[float]] = [[] for _ in worlds]
+            for i in range(REQUESTS + 2):
+                for w, ((_, world), client) in enumerate(zip(worlds, clients, strict=True)):
+                    path = _paths(world)[key]
                     started = time.perf_counter()
                     response = await client.get(path)
                     elapsed = time.perf_counter() - started
                     if response.status_code != 200:
                         raise RuntimeError(f"{path}: HTTP {response.status_code}")
                     if i >= 2:
-                        times.append(elapsed * 1000)
-                found[key] = statistics.median(times)
+                        times[w].append(elapsed * 1000)
+            for w, measured in enumerate(times):
+                found[w][key] = statistics.median(measured)
     finally:
-        await app.state.dashboard.database.close()
+        for client in clients:
+            await client.aclose()
+        for app in apps:
+            await app.state.dashboard.database.close()
     return found
+
+
+def _settings(url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        dashboard_user=USER,
+        dashboard_password=SecretStr(PASSWORD),
+    )
 
 
 # --- the plans --------------------------------------------------------------------------------
