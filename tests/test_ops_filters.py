@@ -280,3 +280,15 @@ async def test_cli_filters_pages_and_bulk_retry_as_an_operator_types_them(conn, 
     )
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelled 4" in cancelled.stdout
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+async def test_client_roles_cannot_call_find_records(conn, role):
+    await _seed(conn)
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {role}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with conn.transaction():
+                await conn.execute("SELECT count(*) FROM broseph.find_records()")
+    cur = await conn.execute("SELECT count(*) AS n FROM broseph.find_records()")
+    assert (await cur.fetchone())["n"] == 90
