@@ -124,6 +124,12 @@ async def test_actions_need_the_token_of_the_dashboards_own_pages(client_for, co
     assert (await other.post(url, data={"csrf": token})).status_code == 403
     assert await support.statuses(conn, [record]) == {"failed": 1}
 
+    for other_url, form in (
+        (f"/jobs/{record}/cancel", {}),
+        ("/quarantine/1/replay", {}),
+        ("/bulk", {"action": "retry", "status": "failed", "as_of": "2030-01-01T00:00:00+00:00"}),
+    ):
+        assert (await client.post(other_url, data=form)).status_code == 403, other_url
     done = await client.post(url, data={"csrf": token}, headers={"Sec-Fetch-Site": "same-origin"})
     assert done.status_code == 303 and done.headers["location"].endswith("?done=retried")
     assert await support.statuses(conn, [record]) == {"retrying": 1}

@@ -134,7 +134,7 @@ def list_command(
     group: Group = None,
     user: User = None,
     key: Key = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many (≤ 500), newest first.")] = 50,
     after: Annotated[
         str | None, typer.Option(help="Continue after this cursor (printed under a full page).")
     ] = None,
