@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from broseph import db, logs
+from broseph.dashboard.cli import dashboard_command
 from broseph.ingress.cli import ingress_cli
 from broseph.ops.cli import health_command, jobs_cli
 from broseph.settings import get_settings
@@ -24,6 +25,7 @@ cli = typer.Typer(
 cli.add_typer(ingress_cli, name="ingress")
 cli.add_typer(jobs_cli, name="jobs")
 cli.command("health")(health_command)
+cli.command("dashboard")(dashboard_command)
 
 
 def _setup_logging() -> None:

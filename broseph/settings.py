@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # How long a worker waits for a lost database before it exits non-zero (for its supervisor).
     db_outage_timeout: float = Field(default=300.0, gt=0)
 
+    # --- dashboard (optional: pip install 'broseph[dashboard]') ---------------------------
+    dashboard_user: str | None = None
+    dashboard_password: SecretStr | None = None
+    # Seconds between the dashboard's checks for changes (its live pages; LISTEN wakes it
+    # sooner when LISTEN_NOTIFY is on).
+    dashboard_poll_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator("worker_queues", "ingress_queues", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

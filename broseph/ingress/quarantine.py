@@ -77,9 +77,15 @@ async def replay(
             raise NotQuarantined(f"no quarantined job with id {quarantine_id}")
         if row["replayed_at"] is not None:
             return Replayed(record_id=row["record_id"], already=True)
-        delivery = mapping.Delivery.from_raw(
-            source=row["source"], queue=row["queue"], job_id=row["job_id"], raw=row["raw"]
-        )
+        try:
+            delivery = mapping.Delivery.from_raw(
+                source=row["source"], queue=row["queue"], job_id=row["job_id"], raw=row["raw"]
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A row not written by this version (by hand, by an older ingress): say so.
+            raise mapping.Rejected(
+                f"the stored job cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         plan = mapping.plan(delivery, routes, max_payload_bytes=max_payload_bytes)
         outcome = await sink.ingest(conn, plan)
         await conn.execute(

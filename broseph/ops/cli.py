@@ -1,7 +1,10 @@
 """
 `broseph jobs …` and `broseph health`: what an operator types.
 
-    broseph jobs list [--status S] [--type T] [--since 2h] [--limit N] [--json]
+    broseph jobs list [--status S] [--type T] [--since 2h] [--until 1h] [--group G] [--user U]
+                      [--key K] [--limit N] [--after CURSOR] [--json]
+    broseph jobs retry-all [filters] [--yes]     every matching failed job, counted and confirmed
+    broseph jobs cancel-all [filters] [--yes]    every matching unfinished job, likewise
     broseph jobs show ID [--json]        record, queue row and the procrastinate event timeline
     broseph jobs retry ID                a failed job runs again (one more attempt)
     broseph jobs cancel ID               pending → cancelled; running → abort requested
@@ -29,19 +32,20 @@ from rich.console import Console
 from rich.table import Table
 
 from broseph import db
+from broseph.ops import bulk, inspect
 from broseph.ops import health as health_module
-from broseph.ops import inspect
 from broseph.settings import get_settings
 
 T = TypeVar("T")
 
 jobs_cli = typer.Typer(
-    help="Inspect and steer jobs: list, show, retry, cancel, stats.", no_args_is_help=True
+    help="Inspect and steer jobs: list, show, retry, cancel, stats, retry-all, cancel-all.",
+    no_args_is_help=True,
 )
 # Piped output (no terminal) would be cut at 80 columns and lose the ids: give it room.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 
-RECORD_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "cancelled")
+RECORD_STATUSES = inspect.RECORD_STATUSES
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Ident = Annotated[str, typer.Argument(help="Job record id (uuid) or queue row id (integer).")]
 
@@ -101,31 +105,53 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return table
 
 
+# The filter of `jobs list`, `jobs retry-all` and `jobs cancel-all` (and the dashboard's).
+Status = Annotated[
+    str | None,
+    typer.Option(help="pending, processing, retrying, completed, failed or cancelled (a,b: any)."),
+]
+JobType = Annotated[str | None, typer.Option("--type", help="Job type.")]
+Since = Annotated[str | None, typer.Option(help="Created since: 30m, 2h, 7d or ISO.")]
+Until = Annotated[str | None, typer.Option(help="Created before: 30m, 2h, 7d (ago) or ISO.")]
+Group = Annotated[str | None, typer.Option(help="Group id the job is about.")]
+User = Annotated[str | None, typer.Option(help="User id the job is about.")]
+Key = Annotated[str | None, typer.Option(help="Idempotency key.")]
+
+
+def _filter(**fields: str | None) -> inspect.Filter:
+    try:
+        return inspect.parse_filter(**fields)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @jobs_cli.command("list")
 def list_command(
-    status: Annotated[
-        str | None,
-        typer.Option(help="pending, processing, retrying, completed, failed or cancelled."),
+    status: Status = None,
+    job_type: JobType = None,
+    since: Since = None,
+    until: Until = None,
+    group: Group = None,
+    user: User = None,
+    key: Key = None,
+    limit: Annotated[int, typer.Option(help="At most this many (≤ 500), newest first.")] = 50,
+    after: Annotated[
+        str | None, typer.Option(help="Continue after this cursor (printed under a full page).")
     ] = None,
-    job_type: Annotated[str | None, typer.Option("--type", help="Job type.")] = None,
-    since: Annotated[str | None, typer.Option(help="Created since: 30m, 2h, 7d or ISO.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """
-    Job records, newest first.
+    Job records, newest first; filters combine. A full page ends with the cursor of the next.
     """
-    if status is not None and status not in RECORD_STATUSES:
-        raise typer.BadParameter(f"--status {status!r}: one of {', '.join(RECORD_STATUSES)}")
+    flt = _filter(
+        status=status, job_type=job_type, since=since, until=until, group=group, user=user, key=key
+    )
     try:
-        moment = inspect.parse_since(since) if since else None
+        cursor = inspect.Cursor.parse(after) if after else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    rows = _run(
-        lambda c: inspect.list_records(
-            c, status=status, job_type=job_type, since=moment, limit=limit
-        )
-    )
+    page = _run(lambda c: inspect.find(c, flt, after=cursor, limit=limit))
+    rows = page.rows
     if as_json:
         _json(rows)
         return
@@ -148,6 +174,8 @@ def list_command(
             ],
         )
     )
+    if page.next:
+        typer.echo(f"more: --after {page.next.token()}")
 
 
 @jobs_cli.command("show")
@@ -264,6 +292,64 @@ def stats_command(as_json: JsonFlag = False) -> None:
             ],
         )
     )
+
+
+def _bulk(action: bulk.Action, flt: inspect.Filter, yes: bool) -> None:
+    preview = _run(lambda c: bulk.preview(c, action, flt))
+    statuses = ", ".join(preview.filter.statuses)
+    typer.echo(f"{preview.count} job(s) match ({statuses}, created before {_when(preview.as_of)})")
+    if not preview.count:
+        return
+    if not yes and not typer.confirm(f"{action} {preview.count} job(s)?"):
+        raise typer.Exit(1)
+    outcome = _run(lambda c: bulk.apply(c, action, flt, as_of=preview.as_of))
+    verb = "retried" if action == "retry" else "cancelled"
+    extra = f", abort requested for {outcome.abort_requested}" if outcome.abort_requested else ""
+    typer.echo(f"{verb} {outcome.done}{extra}; skipped {outcome.skipped} (changed meanwhile)")
+
+
+Yes = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
+
+
+@jobs_cli.command("retry-all")
+def retry_all_command(
+    job_type: JobType = None,
+    since: Since = None,
+    until: Until = None,
+    group: Group = None,
+    user: User = None,
+    key: Key = None,
+    yes: Yes = False,
+) -> None:
+    """
+    Retry every failed job matching the filter: counts them, asks, then retries them.
+    """
+    flt = _filter(
+        status="failed", job_type=job_type, since=since, until=until, group=group, user=user,
+        key=key,
+    )  # fmt: skip
+    _bulk("retry", flt, yes)
+
+
+@jobs_cli.command("cancel-all")
+def cancel_all_command(
+    status: Status = None,
+    job_type: JobType = None,
+    since: Since = None,
+    until: Until = None,
+    group: Group = None,
+    user: User = None,
+    key: Key = None,
+    yes: Yes = False,
+) -> None:
+    """
+    Cancel every unfinished job matching the filter (pending, retrying; running ones are asked
+    to abort): counts them, asks, then cancels them.
+    """
+    flt = _filter(
+        status=status, job_type=job_type, since=since, until=until, group=group, user=user, key=key
+    )
+    _bulk("cancel", flt, yes)
 
 
 def health_command(

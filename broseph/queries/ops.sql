@@ -103,19 +103,6 @@ SELECT w.id, w.last_heartbeat,
   FROM procrastinate_workers w
  ORDER BY w.id;
 
--- name: list_records
--- Job records, newest first, filtered by status / job type / creation time (each optional).
-SELECT r.id, r.job_type, r.status, r.attempts, coalesce(r.max_attempts, t.max_attempts)
-           AS max_attempts, r.progress, r.source, r.created_at, r.started_at, r.finished_at,
-       r.next_attempt_at, r.last_error, r.procrastinate_job_id AS job_id
-  FROM broseph.job_records r
-  JOIN broseph.job_types t ON t.name = r.job_type
- WHERE (%(status)s::text IS NULL OR r.status = %(status)s)
-   AND (%(job_type)s::text IS NULL OR r.job_type = %(job_type)s)
-   AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)
- ORDER BY r.created_at DESC, r.id
- LIMIT %(limit)s;
-
 -- name: show_record
 -- One job record, whole.
 SELECT r.*, coalesce(r.max_attempts, t.max_attempts) AS max_attempts

@@ -1,0 +1,87 @@
+-- name: overview_active
+-- Waiting and running job records per job type, all of them: one index-only count per
+-- (status, job type) range of job_records_status_type_created_idx (0018), bounded by how many
+-- are unfinished — never by how many have finished. The statuses are constants so the planner
+-- sees how rare each is (one generic status would be costed as an average one).
+SELECT t.name AS job_type,
+       (SELECT count(*) FROM broseph.job_records r
+         WHERE r.status = 'pending' AND r.job_type = t.name) AS pending,
+       (SELECT count(*) FROM broseph.job_records r
+         WHERE r.status = 'processing' AND r.job_type = t.name) AS processing,
+       (SELECT count(*) FROM broseph.job_records r
+         WHERE r.status = 'retrying' AND r.job_type = t.name) AS retrying
+  FROM broseph.job_types t
+ ORDER BY t.name;
+
+-- name: overview_recent
+-- Job records created since a time, per job type, status and hour (UTC): index-only ranges of
+-- (status, job_type, created_at), one per status and type, each counted per hour on its own
+-- (a few dozen groups each, in memory) — bounded by the window, not the table.
+SELECT k.job_type, k.status, r.hour, r.jobs
+  FROM (SELECT s.status, t.name AS job_type
+          FROM unnest(ARRAY['pending', 'processing', 'retrying', 'completed', 'failed',
+                            'cancelled']) AS s (status)
+         CROSS JOIN broseph.job_types t) AS k
+ CROSS JOIN LATERAL (
+        SELECT date_bin('1 hour', r.created_at, '2000-01-01 00:00+00') AS hour, count(*) AS jobs
+          FROM broseph.job_records r
+         WHERE r.status = k.status AND r.job_type = k.job_type
+           AND r.created_at >= %(since)s
+         GROUP BY 1) AS r
+ ORDER BY k.job_type, k.status, r.hour;
+
+-- name: queue_active_depth
+-- Waiting and running queue rows per queue (and how many of the waiting ones are scheduled for
+-- later): procrastinate's partial index of unfinished rows, never the finished ones.
+SELECT queue_name AS queue, status::text AS status, count(*) AS jobs,
+       count(*) FILTER (WHERE scheduled_at > now()) AS scheduled
+  FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing')
+ GROUP BY queue_name, status
+ ORDER BY queue_name, status;
+
+-- name: periodic_ticks
+-- The last tick of each periodic task (procrastinate keeps only the latest per task): when it
+-- was due, its queue row's state and when that last changed.
+SELECT d.task_name, d.periodic_id, d.defer_timestamp, d.job_id, j.status::text AS status,
+       (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = d.job_id) AS changed_at
+  FROM procrastinate_periodic_defers d
+  LEFT JOIN procrastinate_jobs j ON j.id = d.job_id
+ ORDER BY d.task_name, d.periodic_id, d.defer_timestamp DESC;
+
+-- name: quarantine_open
+-- Quarantined ingress jobs not yet replayed (the partial index of 0008).
+SELECT count(*) AS n FROM broseph.ingress_quarantine WHERE replayed_at IS NULL;
+
+-- name: running_jobs
+-- Queue rows being run now, with their worker and record (procrastinate's partial index of
+-- unfinished rows).
+SELECT j.id AS job_id, j.worker_id, j.task_name, j.queue_name, j.attempts, j.abort_requested,
+       r.id AS record_id, r.job_type, r.progress, r.progress_message, r.started_at
+  FROM procrastinate_jobs j
+  LEFT JOIN broseph.job_records r ON r.procrastinate_job_id = j.id
+ WHERE j.status = 'doing'
+ ORDER BY j.worker_id NULLS FIRST, j.id;
+
+-- name: change_marker
+-- What changes when anything the dashboard shows changes: the newest procrastinate event (every
+-- status change of every job writes one), the quarantine's newest row and open count, the
+-- workers. Cheap: index ends and two tiny tables.
+SELECT (SELECT max(id) FROM procrastinate_events) AS event,
+       (SELECT max(id) FROM broseph.ingress_quarantine) AS quarantined,
+       (SELECT count(*) FROM broseph.ingress_quarantine WHERE replayed_at IS NULL) AS open,
+       (SELECT array_agg(id ORDER BY id) FROM procrastinate_workers) AS workers;
+
+-- name: quarantine_entries
+-- Quarantined ingress jobs for the dashboard, newest first, with the first 4,000 characters of
+-- the payload as received (a quarantined payload may be megabytes) and its full length.
+SELECT id, delivery_key, source, queue, job_id, job_name, reason, received_at, replayed_at,
+       record_id, left(raw, 4000) AS raw, length(raw) AS raw_length
+  FROM broseph.ingress_quarantine
+ WHERE %(include_replayed)s OR replayed_at IS NULL
+ ORDER BY received_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- name: job_type_names
+-- The registered job types (the jobs page's type filter).
+SELECT name FROM broseph.job_types ORDER BY name;
