@@ -60,7 +60,7 @@ CREATE FUNCTION broseph.find_records(
     max_rows integer DEFAULT NULL
 ) RETURNS SETOF broseph.job_records
     LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, public
+    SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     -- Open bounds become infinite ones, so each condition below is a plain index bound.
