@@ -114,7 +114,7 @@ def demo(
 ) -> None:
     """
     Seed a small Broseph world, run the worker until its jobs are done, and show what happened.
-    Without DATABASE_URL it starts an embedded Postgres (nothing to install).
+    Without DATABASE_URL it starts an embedded Postgres (the `demo` extra).
     """
     from broseph import demo as demo_module
 

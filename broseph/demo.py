@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,8 +50,13 @@ def main(*, groups: int, data_dir: str) -> int:
     if not url:
         from broseph import embedded
 
-        console.print(f"[dim]No DATABASE_URL: starting an embedded Postgres in {data_dir}[/]")
-        server, url = embedded.start(Path(data_dir))
+        try:
+            server, url = embedded.start(Path(data_dir))
+        except embedded.NotInstalled as exc:
+            # One plain line (not rich: it would wrap), on stderr, naming the fix.
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        console.print(f"[dim]No DATABASE_URL: started an embedded Postgres in {data_dir}[/]")
         url = _fresh_database(url, "broseph_demo")
     try:
         effective = settings.model_copy(update={"database_url": url})

