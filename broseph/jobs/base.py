@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import structlog
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -39,15 +40,17 @@ _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def _uuid_text(value: Any) -> Any:
     if isinstance(value, uuid.UUID) or (isinstance(value, str) and _UUID_TEXT.fullmatch(value)):
         return value
-    raise ValueError("must be a UUID (8-4-4-4-12 hexadecimal digits)")
+    # pydantic's own error type and wording, made precise about the form.
+    raise PydanticCustomError(
+        "uuid_parsing", "Input should be a valid UUID (8-4-4-4-12 hexadecimal digits)"
+    )
 
 
 def _date_text(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        raise ValueError("must be a date (YYYY-MM-DD), not a time")
-    if isinstance(value, datetime.date) or (isinstance(value, str) and _DATE_TEXT.fullmatch(value)):
+    is_date = isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
+    if is_date or (isinstance(value, str) and _DATE_TEXT.fullmatch(value)):
         return value
-    raise ValueError("must be a date (YYYY-MM-DD)")
+    raise PydanticCustomError("date_parsing", "Input should be a valid date (YYYY-MM-DD)")
 
 
 Id = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
