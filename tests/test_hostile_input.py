@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
 import uuid
 from typing import Any
 
 import psycopg
+import psycopg_pool.base
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
@@ -207,6 +210,17 @@ async def _statuses(conn: psycopg.AsyncConnection[Any]) -> dict[uuid.UUID, str]:
     return {row["id"]: row["status"] for row in await cur.fetchall()}
 
 
+@pytest.fixture
+def own_pool_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    psycopg_pool draws its connections' lifetime jitter from the global `random` while the worker
+    opens connections — which hypothesis, generating calls in another thread meanwhile, would
+    take for a strategy using `random`. The pool gets a generator of its own.
+    """
+    monkeypatch.setattr(psycopg_pool.base, "random", random.Random().random)
+
+
+@pytest.mark.usefixtures("own_pool_jitter")
 async def test_a_storm_of_hostile_calls_never_stops_the_worker(db_url, conn, start_worker):
     group = await factories.group(conn, name="Storm", time_zone="Pacific/Chatham")
     user = await factories.user(conn, name="Bo")  # not a member: notifications skip, add nothing
