@@ -25,7 +25,9 @@
 -- plan walks procrastinate_jobs_priority_idx_v1 (priority DESC, id; todo only) and stops at the
 -- first free job, probing procrastinate_jobs_waiting_lock_idx (lock; todo/doing) per candidate,
 -- whatever the statistics say (tests/test_fetch_lock.py checks no sequential scan is made).
--- The lock probe's extra condition (due) is a filter on rows the index returns.
+-- The lock probe's extra condition (due) is a filter on rows the index returns. jit is off: a
+-- plan pushed onto a disabled path is costed past jit_above_cost, and compiling it would cost far
+-- more than the fetch (enqueue's batch screen paid ~0.4 s per call that way, see 0015).
 -- search_path: every name is qualified, but procrastinate's triggers on procrastinate_jobs (run by
 -- the UPDATE) name procrastinate_events without a schema; pg_temp last, so no temporary table can
 -- stand in for it.
@@ -36,6 +38,7 @@ CREATE FUNCTION broseph.fetch_job(target_queue_names character varying[], p_work
     SET search_path = pg_catalog, public, pg_temp
     SET enable_sort = off
     SET enable_bitmapscan = off
+    SET jit = off
 AS $$
 DECLARE
     found_job public.procrastinate_jobs;
