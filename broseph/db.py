@@ -5,10 +5,15 @@ Connection helpers (psycopg 3): one place that knows how settings map to connect
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+from psycopg import abc
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import AdaptersMap, Loader
+from psycopg.pq import Format
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,12 +37,83 @@ def database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+# --- times Python cannot hold ------------------------------------------------------------------
+# Postgres stores 'infinity', '-infinity', BC dates and years past 9999; Python's datetime cannot
+# hold them and psycopg raises DataError on reading one — which, in procrastinate's fetch, stopped
+# the worker. Enqueue refuses such times now (migrations/0015), but rows stored before (or by
+# hand) must still read: on our connections they read as these sentinels, and commands print
+# them as "infinity" / "-infinity" (`time_text`).
+FAR_PAST = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+FAR_FUTURE = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+
+
+def _tolerant(base: type[abc.Loader], low: Any, high: Any) -> type[Loader]:
+    """
+    psycopg's own loader for a date/time type, reading what Python cannot hold as low or high.
+    """
+
+    class Tolerant(Loader):
+        format = base.format
+
+        def __init__(self, oid: int, context: AdaptContext | None = None):
+            super().__init__(oid, context)
+            self._inner = base(oid, context)
+
+        def load(self, data: Buffer) -> Any:
+            try:
+                return self._inner.load(data)
+            except psycopg.DataError:
+                raw = bytes(data)
+                if self.format == Format.BINARY:
+                    below = raw[:1] >= b"\x80"  # a negative int4 / int8: before 2000, far before
+                else:
+                    below = raw.startswith(b"-") or raw.endswith(b"BC")
+                return low if below else high
+
+    Tolerant.__name__ = Tolerant.__qualname__ = f"Tolerant{base.__name__}"
+    return Tolerant
+
+
+def _adapters() -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    bounds = {
+        "timestamptz": (FAR_PAST, FAR_FUTURE),
+        "timestamp": (datetime.datetime.min, datetime.datetime.max),
+        "date": (datetime.date.min, datetime.date.max),
+    }
+    for name, (low, high) in bounds.items():
+        oid = adapters.types[name].oid
+        for fmt in (Format.TEXT, Format.BINARY):
+            base = adapters.get_loader(oid, fmt)
+            if base is not None:
+                adapters.register_loader(oid, _tolerant(base, low, high))
+    return adapters
+
+
+ADAPTERS = _adapters()
+
+
+def time_text(value: datetime.datetime) -> str | None:
+    """
+    "infinity" / "-infinity" for the sentinels above (None for any other time).
+    """
+    if value == FAR_FUTURE:
+        return "infinity"
+    if value == FAR_PAST:
+        return "-infinity"
+    return None
+
+
 def connection_kwargs(settings: Settings) -> dict[str, Any]:
     """
-    Options every connection gets. Transaction poolers (Supavisor :6543, PgBouncer) cannot
-    keep server-side prepared statements, so PREPARED_STATEMENTS=false turns them off.
+    Options every connection gets: the date/time loaders above; and, since transaction poolers
+    (Supavisor :6543, PgBouncer) cannot keep server-side prepared statements,
+    PREPARED_STATEMENTS=false turns those off.
     """
-    return {} if settings.prepared_statements else {"prepare_threshold": None}
+    kwargs: dict[str, Any] = {"context": ADAPTERS}
+    if not settings.prepared_statements:
+        kwargs["prepare_threshold"] = None
+    return kwargs
 
 
 async def connect(

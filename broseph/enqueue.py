@@ -3,14 +3,24 @@ The Python face of transactional enqueue.
 
 Both functions run on the CALLER's psycopg connection and never commit: the job record and the
 procrastinate job become visible when the caller commits, together with its own rows, and vanish
-if it rolls back. They call the same SQL contract as every other producer (migrations/0004).
+if it rolls back. They call the same SQL contract as every other producer (migrations/0004,
+0010, 0015).
+
+Arguments are checked by the SQL contract, where every limit is defined once
+(`broseph.enqueue_limits()`); its refusals (SQLSTATE 22023, the argument in the error's column
+field) come back as `EnqueueError`, carrying the same argument name. Only what Postgres cannot
+even receive is refused here, under the same names: text with NUL characters or lone surrogates,
+an integer beyond 32 bits, a retry policy that is not JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -22,6 +32,19 @@ from broseph.jobs.base import JobPayload
 
 # Large fan-outs are sent in slices so one statement's arrays stay a few MB at most.
 CHUNK_SIZE = 5000
+_INT32 = range(-(2**31), 2**31)
+_INDEXED = re.compile(r"^(params|idempotency_keys)\[(\d+)\]")
+
+
+class EnqueueError(ValueError):
+    """
+    An argument of enqueue was refused. `argument` names it as the SQL contract does: `priority`,
+    `run_at`, `retry.max_attempts`, `params.data.prompt_id`, `idempotency_keys[3]` (1-based) …
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 async def enqueue(
@@ -38,19 +61,15 @@ async def enqueue(
     Enqueue one job in the caller's transaction; return its record id (the existing one for a
     repeated idempotency key or a coalesced pending job).
     """
+    arguments = {
+        "job_type": payload.job_type,
+        "params": Jsonb(payload.to_params()),
+        "idempotency_key": _text("idempotency_key", idempotency_key),
+        **_scalars(run_at, priority, source, retry),
+    }
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(
-            sql.query("enqueue"),
-            {
-                "job_type": payload.job_type,
-                "params": Jsonb(payload.to_params()),
-                "idempotency_key": idempotency_key,
-                "run_at": run_at,
-                "priority": priority,
-                "source": source,
-                "retry": Jsonb(dict(retry)) if retry else None,
-            },
-        )
+        with _refusals():
+            await cur.execute(sql.query("enqueue"), arguments)
         row = await cur.fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
@@ -74,30 +93,108 @@ async def enqueue_many(
         return []
     job_type = payloads[0].job_type
     if any(p.job_type != job_type for p in payloads):
-        raise ValueError("enqueue_many takes payloads of one job type per call")
+        raise EnqueueError("params", "enqueue_many takes payloads of one job type per call")
     if idempotency_keys is not None and len(idempotency_keys) != len(payloads):
-        raise ValueError("idempotency_keys must be as long as payloads")
+        raise EnqueueError(
+            "idempotency_keys",
+            f"{len(idempotency_keys)} idempotency keys for {len(payloads)} payloads"
+            " (one per payload, None for none)",
+        )
+    keys = (
+        [_text(f"idempotency_keys[{i}]", k) for i, k in enumerate(idempotency_keys, 1)]
+        if idempotency_keys is not None
+        else None
+    )
+    scalars = _scalars(run_at, priority, source, retry)
     ids: list[uuid.UUID] = []
     async with conn.cursor(row_factory=tuple_row) as cur:
         for start in range(0, len(payloads), chunk_size):
             chunk = payloads[start : start + chunk_size]
-            keys = idempotency_keys[start : start + chunk_size] if idempotency_keys else None
-            await cur.execute(
-                sql.query("enqueue_many"),
-                {
-                    "job_type": job_type,
-                    "params": [Jsonb(p.to_params()) for p in chunk],
-                    "idempotency_keys": list(keys) if keys is not None else None,
-                    "run_at": run_at,
-                    "priority": priority,
-                    "source": source,
-                    "retry": Jsonb(dict(retry)) if retry else None,
-                },
-            )
+            arguments = {
+                "job_type": job_type,
+                "params": [Jsonb(p.to_params()) for p in chunk],
+                "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
+                **scalars,
+            }
+            with _refusals(offset=start):
+                await cur.execute(sql.query("enqueue_many"), arguments)
             row = await cur.fetchone()
             assert row is not None
             ids.extend(uuid.UUID(str(v)) for v in row[0])
     return ids
+
+
+def _scalars(
+    run_at: datetime.datetime | None, priority: int, source: str, retry: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    if run_at is not None and not isinstance(run_at, datetime.datetime):
+        raise EnqueueError(
+            "run_at", f"run_at must be a datetime or None, got {type(run_at).__name__}"
+        )
+    if type(priority) is not int or priority not in _INT32:
+        raise EnqueueError("priority", f"priority must be a 32-bit integer, got {_short(priority)}")
+    return {
+        "run_at": run_at,
+        "priority": priority,
+        "source": _text("source", source),
+        "retry": _json("retry", retry),
+    }
+
+
+def _text(argument: str, value: str | None) -> str | None:
+    """
+    Text as Postgres can receive it: no NUL characters, valid UTF-8 (no lone surrogates).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EnqueueError(argument, f"{argument} must be text, got {type(value).__name__}")
+    if "\x00" in value:
+        raise EnqueueError(argument, f"{argument} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EnqueueError(argument, f"{argument} must be valid Unicode text") from None
+    return value
+
+
+def _json(argument: str, value: Mapping[str, Any] | None) -> Jsonb | None:
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise EnqueueError(argument, f"{argument} must be JSON: {_short(exc)}") from None
+    if "\\u0000" in text:
+        raise EnqueueError(argument, f"{argument} must not contain NUL characters")
+    return Jsonb(value, dumps=lambda _: text)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, BaseException) else str(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+@contextlib.contextmanager
+def _refusals(offset: int = 0) -> Iterator[None]:
+    """
+    The SQL contract's refusals as EnqueueError (indexes of enqueue_many's arrays shifted back
+    from the slice to the whole call).
+    """
+    try:
+        yield
+    except psycopg.errors.InvalidParameterValue as exc:
+        column = exc.diag.column_name or "params"
+        message = exc.diag.message_primary or str(exc)
+        if offset:
+            column = _INDEXED.sub(lambda m: f"{m[1]}[{int(m[2]) + offset}]", column)
+            message = re.sub(
+                r"(params|idempotency_keys)\[(\d+)\]",
+                lambda m: f"{m[1]}[{int(m[2]) + offset}]",
+                message,
+            )
+        raise EnqueueError(column, message) from exc
 
 
 def payload_for(job_type: str, params: Mapping[str, Any]) -> JobPayload:

@@ -9,6 +9,7 @@ worker shutdown is always requeued.
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +36,31 @@ class Budget:
 def budget(job_type: JobType, task_kwargs: dict[str, Any]) -> Budget:
     """
     The retry budget of one job: the producer's override, else its type's.
+
+    Enqueue checks the override (migrations/0015); one stored before that, or by hand, may hold
+    anything — a value that is not a usable number reads as absent, so the job still runs.
     """
-    override = task_kwargs.get("_retry") or {}
+    override = task_kwargs.get("_retry")
+    if not isinstance(override, dict):
+        override = {}
+    attempts = _number(override.get("max_attempts"), integral=True)
+    base = _number(override.get("backoff_seconds"), integral=False)
     return Budget(
-        max_attempts=int(override.get("max_attempts", job_type.max_attempts)),
-        base_seconds=float(override.get("backoff_seconds", job_type.backoff_base_seconds)),
+        max_attempts=int(attempts)
+        if attempts is not None and attempts >= 1
+        else job_type.max_attempts,
+        base_seconds=base if base is not None and base >= 0 else job_type.backoff_base_seconds,
         exponential=override.get("backoff_type", "exponential") != "fixed",
         cap_seconds=job_type.backoff_cap_seconds,
     )
+
+
+def _number(value: Any, *, integral: bool) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or (integral and value != int(value)):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,10 @@ async def test_a_database_with_data_is_refused(admin_url: str) -> None:
 
 
 # --- the fast path the benchmarks motivated agrees with the slow one ---------------------------
-# migrations/0010: enqueue_many screens a batch with broseph.params_valid and runs the per-row
-# broseph.check_params (which names the problem) only when the screen says no. The screen must
-# never pass what check_params refuses.
+# migrations/0010, 0015: enqueue_many screens a batch with broseph.params_screen and runs the
+# per-row broseph.checked_params (which names the problem, or returns the canonical form) only
+# when the screen says a row is invalid (2) or not canonical (1). The screen must never pass what
+# checked_params refuses, nor call canonical what it would change.
 
 _SPECS = {
     "flat": {"group_id": {"type": "uuid"}, "local_date": {"type": "date", "required": False}},
@@ -90,6 +91,19 @@ _SPECS = {
         "n": {"type": "integer"},
         "kind": {"type": "enum", "values": ["a", "b"]},
         "note": {"type": "text", "max_length": 5, "required": False},
+    },
+    "rules": {
+        "kind": {
+            "type": "enum",
+            "values": ["a", "b"],
+            "requires": {"a": ["note"], "b": ["data.day"]},
+        },
+        "note": {"type": "text", "max_length": 5, "required": False},
+        "data": {
+            "type": "object",
+            "required": False,
+            "fields": {"day": {"type": "date", "required": False}},
+        },
     },
     "nested": {
         "user_id": {"type": "uuid"},
@@ -140,22 +154,27 @@ _VALUES = st.recursive(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec_name=st.sampled_from(sorted(_SPECS)), value=_VALUES)
-def test_params_screen_never_passes_what_check_params_refuses(
+def test_params_screen_never_passes_what_checked_params_refuses(
     screen_db: psycopg.Connection[Any], spec_name: str, value: Any
 ) -> None:
     spec = Jsonb(_SPECS[spec_name])
     screened = screen_db.execute(
-        "SELECT broseph.params_valid(%s, ARRAY[%s::jsonb])", (spec, Jsonb(value))
+        "SELECT broseph.params_screen(%s, ARRAY[%s::jsonb])", (spec, Jsonb(value))
     ).fetchone()
     try:
         with screen_db.transaction():
-            screen_db.execute("SELECT broseph.check_params('T', %s, %s, '')", (spec, Jsonb(value)))
-        checked = True
+            row = screen_db.execute(
+                "SELECT broseph.checked_params('T', %s, %s, '', 'params')", (spec, Jsonb(value))
+            ).fetchone()
+        assert row is not None
+        checked, changed = True, row[0] != value
     except psycopg.errors.InvalidParameterValue:
-        checked = False
+        checked, changed = False, False
     assert screened is not None
     # Exactly equal, in fact; "never more permissive" is what behaviour depends on.
-    assert screened[0] == checked, (spec_name, value)
+    assert (screened[0] < 2) == checked, (spec_name, value)
+    if checked:
+        assert (screened[0] == 1) == changed, (spec_name, value)
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,25 @@ async def test_what_postgres_refuses_becomes_a_reason(conn, db_url):
     assert await counts(conn) == (0, 0)
 
 
+@pytest.mark.parametrize(
+    ("options", "job_id", "named"),
+    [
+        ({"attempts": 5000}, "41", "retry.max_attempts"),
+        ({"delay": 1000 * 86_400_000}, "41", "run_at"),
+        ({}, "j" * 600, "idempotency_key"),
+    ],
+)
+async def test_enqueue_limits_hold_for_bullmq_jobs(conn, db_url, options, job_id, named):
+    # migrations/0015: a producer's options beyond enqueue's limits are refused by name, so the
+    # job is quarantined with that reason instead of failing later in the worker.
+    d = delivery(support.valid_data("ProcessEngagement"), job_id=job_id, **options)
+    with pytest.raises(sink.Refused) as caught:
+        await ingest(db_url, d)
+    assert caught.value.reason.startswith(named), caught.value.reason
+    assert len(caught.value.reason) < 400
+    assert await counts(conn) == (0, 0)
+
+
 async def test_quarantine_keeps_the_raw_job_once(conn, db_url):
     d = delivery({"groupId": "nul \x00 here", "x": [1, {"y": None}]}, name="Send\x00Push")
     async with await psycopg.AsyncConnection.connect(db_url) as c:

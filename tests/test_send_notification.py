@@ -11,6 +11,7 @@ import datetime
 import uuid
 
 import pytest
+from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from broseph import services
@@ -403,15 +404,24 @@ async def test_payload_is_validated_per_type(conn, w, app, start_worker):
                 "data": {"group_id": str(w.group_id), "body": "hi"},
             }
         )
-    # The SQL face checks types and unknown fields; the per-type rule is the model's, so a job
-    # that slips through fails permanently, naming the missing id.
+    # The SQL face checks the same: types, unknown fields and the per-type rule (migrations/0015).
     with pytest.raises(Exception, match=r'unknown field "data\.body"'):
         await sql_enqueue(
             conn, {"user_id": str(w.user_id), "type": "new_message", "data": {"body": "hi"}}
         )
+    params = {
+        "user_id": str(w.user_id),
+        "type": "friend_joined",
+        "data": {"group_id": str(w.group_id)},
+    }
+    with pytest.raises(Exception, match=r'type "friend_joined" needs data\.friend_id'):
+        await sql_enqueue(conn, params)
+    # A job stored before that rule (or by hand) fails permanently, naming the missing id.
     rid = await sql_enqueue(
-        conn,
-        {"user_id": str(w.user_id), "type": "friend_joined", "data": {"group_id": str(w.group_id)}},
+        conn, {**params, "data": {**params["data"], "friend_id": str(w.user_id)}}
+    )
+    await conn.execute(
+        "UPDATE broseph.job_records SET params = %s WHERE id = %s", (Jsonb(params), rid)
     )
     await start_worker()
     rec = await wait_status(conn, rid, "failed")

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
 import types
 import typing
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -26,19 +28,74 @@ if TYPE_CHECKING:
     from broseph.services import Services
 
 
+# --- ids and days as both faces of enqueue accept them ------------------------------------------
+# pydantic alone would also take '{…}', 32 bare hex digits or 'urn:uuid:…' for a UUID and a unix
+# time or '2026-03-01T00:00:00' for a date, which the SQL face (migrations/0015,
+# broseph.checked_params) refuses. Payload fields use these types so both accept exactly the same
+# text; tests/test_contract_agreement.py checks it.
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _uuid_text(value: Any) -> Any:
+    if isinstance(value, uuid.UUID) or (isinstance(value, str) and _UUID_TEXT.fullmatch(value)):
+        return value
+    # pydantic's own error type and wording, made precise about the form.
+    raise PydanticCustomError(
+        "uuid_parsing", "Input should be a valid UUID (8-4-4-4-12 hexadecimal digits)"
+    )
+
+
+def _date_text(value: Any) -> Any:
+    is_date = isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
+    if is_date or (isinstance(value, str) and _DATE_TEXT.fullmatch(value)):
+        return value
+    raise PydanticCustomError("date_parsing", "Input should be a valid date (YYYY-MM-DD)")
+
+
+Id = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
+# {enum field: {value: (paths that must be present)}} — see JobPayload.requires.
+Requires = Mapping[str, Mapping[str, tuple[str, ...]]]
+Day = Annotated[datetime.date, BeforeValidator(_date_text)]
+
+
 class JobPayload(BaseModel):
     """
     Queue payloads carry IDs only; unknown fields are rejected (invariant 1).
+
+    `requires` holds the per-type rules: {enum field: {value: (paths that must be present)}},
+    paths relative to the payload ("data.prompt_id"). It is enforced here and, through the field
+    spec (`field_spec`), by the SQL face — one definition for both.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     job_type: ClassVar[str]
+    requires: ClassVar[Requires] = {}
 
     def to_params(self) -> dict[str, Any]:
         """
         The JSON object stored as the record's params (and sent to `broseph.enqueue`).
         """
         return self.model_dump(mode="json", exclude_none=True)
+
+    @model_validator(mode="after")
+    def _required_by_value(self) -> Self:
+        for name, cases in self.requires.items():
+            value = getattr(self, name)
+            value = value.value if isinstance(value, enum.Enum) else value
+            missing = [path for path in cases.get(value, ()) if _at(self, path) is None]
+            if missing:
+                raise ValueError(f'{name} "{value}" needs {", ".join(missing)}')
+        return self
+
+
+def _at(model: BaseModel, path: str) -> Any:
+    value: Any = model
+    for part in path.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
 
 
 ProgressFn = Callable[[int, str], Awaitable[None]]
@@ -100,11 +157,14 @@ class JobType:
 
 def field_spec(model: type[BaseModel]) -> dict[str, Any]:
     """
-    The `broseph.job_types.fields` spec equivalent to a payload model.
+    The `broseph.job_types.fields` spec equivalent to a payload model (its `requires` included).
     """
     spec: dict[str, Any] = {}
+    requires: Requires = getattr(model, "requires", {})
     for name, info in model.model_fields.items():
         entry = _type_spec(info.annotation)
+        if name in requires:
+            entry["requires"] = {value: list(paths) for value, paths in requires[name].items()}
         if not info.is_required():
             entry["required"] = False
         max_length = next(
@@ -118,6 +178,8 @@ def field_spec(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _type_spec(annotation: Any) -> dict[str, Any]:
+    if typing.get_origin(annotation) is Annotated:
+        return _type_spec(typing.get_args(annotation)[0])
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return _type_spec(args[0])

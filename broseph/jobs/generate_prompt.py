@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 
 from broseph import db, enqueue, sql
 from broseph.errors import PermanentJobError, RetryableJobError
-from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
+from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.providers.ai import (
     MAX_SAMPLE_MESSAGES,
     AIOutputError,
@@ -51,7 +51,7 @@ ACTIVITY_DAYS = 7
 class GeneratePrompt(JobPayload):
     job_type: ClassVar[str] = "GeneratePrompt"
 
-    group_id: uuid.UUID
+    group_id: Id
     # The local date travels in the payload because "today" is not stable: a job enqueued at
     # 23:50 in the group's time zone may run — or be retried after a crash or a rate limit — after
     # midnight. Deriving the date at run time would then store the prompt under the NEXT day
@@ -60,7 +60,7 @@ class GeneratePrompt(JobPayload):
     # the key, the payload and the stored row always agree. It is optional for producers that only
     # know the group: the handler then uses the group's local date at the record's created_at
     # (enqueue time), which no retry can move either.
-    local_date: datetime.date | None = None
+    local_date: Day | None = None
 
 
 def idempotency_key(group_id: uuid.UUID, local_date: datetime.date) -> str:

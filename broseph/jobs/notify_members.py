@@ -16,33 +16,29 @@ nothing twice.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
 from psycopg.rows import dict_row
-from pydantic import model_validator
 
 from broseph import enqueue, sql
-from broseph.jobs.base import JobPayload, JobRun, JobType
+from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Requires
 from broseph.jobs.send_notification import NotificationData, SendNotification
 
 
 class NotifyMembers(JobPayload):
     job_type: ClassVar[str] = "NotifyMembers"
 
-    group_id: uuid.UUID
-    type: Literal["new_message", "friend_joined", "new_prompt"]
-    prompt_id: uuid.UUID | None = None
-    friend_id: uuid.UUID | None = None
-    # new_message: the member who sent the messages (not notified).
-    sender_id: uuid.UUID | None = None
+    # friend_joined names the friend, new_prompt the prompt (both faces: JobPayload.requires).
+    requires: ClassVar[Requires] = {
+        "type": {"friend_joined": ("friend_id",), "new_prompt": ("prompt_id",)}
+    }
 
-    @model_validator(mode="after")
-    def _ids_for_type(self) -> Self:
-        if self.type == "friend_joined" and self.friend_id is None:
-            raise ValueError("a friend_joined fan-out needs friend_id")
-        if self.type == "new_prompt" and self.prompt_id is None:
-            raise ValueError("a new_prompt fan-out needs prompt_id")
-        return self
+    group_id: Id
+    type: Literal["new_message", "friend_joined", "new_prompt"]
+    prompt_id: Id | None = None
+    friend_id: Id | None = None
+    # new_message: the member who sent the messages (not notified).
+    sender_id: Id | None = None
 
 
 async def handle(run: JobRun, payload: NotifyMembers) -> None:

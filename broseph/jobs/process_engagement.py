@@ -9,22 +9,21 @@ and day, migrations/0005) and by the hourly `engagement_nightly` periodic task b
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any, ClassVar
 
 from psycopg.rows import dict_row
 
 from broseph import enqueue, sql
 from broseph.errors import PermanentJobError
-from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
+from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.services import Services
 
 
 class ProcessEngagement(JobPayload):
     job_type: ClassVar[str] = "ProcessEngagement"
 
-    group_id: uuid.UUID
-    local_date: datetime.date
+    group_id: Id
+    local_date: Day
 
 
 async def handle(run: JobRun, payload: ProcessEngagement) -> None:

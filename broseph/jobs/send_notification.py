@@ -33,17 +33,17 @@ import asyncio
 import datetime
 import uuid
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from broseph import db, enqueue, sql
 from broseph.errors import RetryableJobError
-from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
+from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Periodic, Requires
 from broseph.notify import content, delivery, quiet_hours, reminders
 from broseph.providers.push import PushMessage
 from broseph.services import Services
@@ -67,29 +67,23 @@ class NotificationData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    group_id: uuid.UUID | None = None
-    message_id: uuid.UUID | None = None
-    prompt_id: uuid.UUID | None = None
-    friend_id: uuid.UUID | None = None
+    group_id: Id | None = None
+    message_id: Id | None = None
+    prompt_id: Id | None = None
+    friend_id: Id | None = None
 
 
 class SendNotification(JobPayload):
     job_type: ClassVar[str] = "SendNotification"
 
-    user_id: uuid.UUID
+    # Both faces enforce REQUIRED_IDS through JobPayload.requires (and the SQL field spec).
+    requires: ClassVar[Requires] = {
+        "type": {kind: tuple(f"data.{name}" for name in ids) for kind, ids in REQUIRED_IDS.items()}
+    }
+
+    user_id: Id
     type: NotificationType
     data: NotificationData
-
-    @model_validator(mode="after")
-    def _ids_for_type(self) -> Self:
-        missing = [name for name in REQUIRED_IDS[self.type] if getattr(self.data, name) is None]
-        if missing:
-            raise ValueError(
-                f"a {self.type} notification needs data."
-                + ", data.".join(missing)
-                + f" (it takes {', '.join(REQUIRED_IDS[self.type])})"
-            )
-        return self
 
 
 @dataclass(frozen=True)

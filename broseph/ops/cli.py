@@ -80,12 +80,14 @@ def _json(data: Any) -> None:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
-        return value.isoformat()
+        return db.time_text(value) or value.isoformat()
     return str(value)
 
 
 def _when(value: datetime.datetime | None) -> str:
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    if value is None:
+        return ""
+    return db.time_text(value) or value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cell(value: Any) -> Any:
@@ -210,15 +212,22 @@ def _print_view(view: inspect.JobView, as_json: bool) -> None:
         )
     else:
         console.print("queue row: gone (pruned or deleted)")
-    first = view.events[0]["at"] if view.events else None
+    # Seconds from the first event with a real time ('infinity' ones: refused at enqueue since
+    # migrations/0015, but stored rows may hold them).
+    first = next((e["at"] for e in view.events if not db.time_text(e["at"])), None)
     console.print(
         _table(
             "timeline (procrastinate_events)",
             ["at", "+seconds", "event"],
             [
-                [_when(e["at"]), f"{(e['at'] - first).total_seconds():.3f}", e["type"]]
+                [
+                    _when(e["at"]),
+                    ""
+                    if first is None or db.time_text(e["at"])
+                    else f"{(e['at'] - first).total_seconds():.3f}",
+                    e["type"],
+                ]
                 for e in view.events
-                if first
             ],
         )
     )

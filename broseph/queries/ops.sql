@@ -76,11 +76,14 @@ SELECT queue_name AS queue, status::text AS status, count(*) AS jobs
 
 -- name: oldest_pending
 -- Per queue: jobs that could run now but have not started, and the age in seconds of the oldest
--- (runnable since its scheduled time, or since it was deferred).
+-- (runnable since its scheduled time, or since it was deferred). A job stored with scheduled_at
+-- '-infinity' (refused at enqueue since migrations/0015, but rows may predate it) counts as
+-- unscheduled: infinite times cannot be subtracted.
 WITH runnable AS (
     SELECT queue_name,
-           min(id) FILTER (WHERE scheduled_at IS NULL) AS first_unscheduled,
-           min(scheduled_at) AS first_scheduled,
+           min(id) FILTER (WHERE scheduled_at IS NULL OR NOT isfinite(scheduled_at))
+               AS first_unscheduled,
+           min(scheduled_at) FILTER (WHERE isfinite(scheduled_at)) AS first_scheduled,
            count(*) AS jobs
       FROM procrastinate_jobs
      WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())
@@ -89,7 +92,8 @@ WITH runnable AS (
 SELECT r.queue_name AS queue, r.jobs,
        extract(epoch FROM now() - least(
            r.first_scheduled,
-           (SELECT min(e.at) FROM procrastinate_events e WHERE e.job_id = r.first_unscheduled)
+           (SELECT min(e.at) FROM procrastinate_events e
+             WHERE e.job_id = r.first_unscheduled AND isfinite(e.at))
        ))::float8 AS seconds
   FROM runnable r
  ORDER BY r.queue_name;

@@ -11,9 +11,10 @@ SELECT r.id, r.job_type, r.params, r.status, r.attempts,
 -- the fetched job's record (record_*, NULL for a job without one), in the same statement: the
 -- lifecycle needs no round trip of its own to load it. The outer SELECT reads the record as of the
 -- statement's start — before the fetch's trigger moved it to processing, which changes neither its
--- params, nor its source, nor its retry budget.
+-- params, nor its source, nor its retry budget. The fetch is ours (migrations/0016): a job
+-- waiting for a later time does not block a due job with the same lock.
 WITH job AS MATERIALIZED (
-    SELECT * FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)
+    SELECT * FROM broseph.fetch_job(%(queues)s::varchar[], %(worker_id)s)
 )
 SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_lock, job.args,
        job.scheduled_at, job.queue_name, job.attempts, job.worker_id,
