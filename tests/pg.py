@@ -64,13 +64,17 @@ def _docker_available() -> bool:
     return True
 
 
-def create_database(admin_url: str, *, template: str | None = None, prefix: str = "bt") -> str:
+def create_database(
+    admin_url: str, *, template: str | None = None, prefix: str = "bt", owner: str | None = None
+) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    statement = f'CREATE DATABASE "{name}"'
+    if template:
+        statement += f' TEMPLATE "{template}"'
+    if owner:
+        statement += f' OWNER "{owner}"'
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if template:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        else:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(statement)
     return name
 
 

@@ -10,15 +10,36 @@ from typing import Any
 import psycopg
 
 # Who may do what beyond nothing: RLS policies call is_member as the client, and the CHECK
-# constraints on profiles / groups call is_time_zone as the writer; the job records and the
-# job-type / time-zone lists are read through RLS or are public knowledge.
+# constraints on profiles / groups call is_time_zone as the writer; the job records are read
+# through the apps' read path (public.broseph_job_status, migrations/0020) under RLS — which
+# reads the record columns of CLIENT_COLUMNS as the client, and no other — and the job-type /
+# time-zone lists are public knowledge.
 ALLOWED = {
     ("broseph.is_member(uuid)", "authenticated", "EXECUTE"),
     ("broseph.is_time_zone(text)", "authenticated", "EXECUTE"),
     ("broseph.job_records", "authenticated", "SELECT"),
+    ("public.broseph_job_status", "authenticated", "SELECT"),
     ("broseph.job_types", "authenticated", "SELECT"),
     ("broseph.time_zone_names", "anon", "SELECT"),
     ("broseph.time_zone_names", "authenticated", "SELECT"),
+}
+
+# What a member may see of a job record: status, progress, ids and times. Never params, last_error,
+# result, the idempotency / coalesce keys, source or the queue row id.
+CLIENT_COLUMNS = {
+    "id",
+    "job_type",
+    "status",
+    "progress",
+    "progress_message",
+    "group_id",
+    "user_id",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "next_attempt_at",
+    "updated_at",
 }
 
 _REACH = """
@@ -80,3 +101,24 @@ def forbidden(reach: set[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     What a client can reach beyond ALLOWED (PUBLIC's reach counts for everyone).
     """
     return sorted(t for t in reach if t not in ALLOWED)
+
+
+_COLUMN_REACH = """
+SELECT a.attname AS column, roles.role
+  FROM pg_attribute a
+ CROSS JOIN (VALUES ('anon'), ('authenticated'), ('public')) AS roles (role)
+ WHERE a.attrelid = 'broseph.job_records'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+   AND has_column_privilege(roles.role, a.attrelid, a.attnum, 'SELECT')
+"""
+
+
+async def job_record_columns(conn: psycopg.AsyncConnection[Any]) -> dict[str, set[str]]:
+    """
+    {role: columns of broseph.job_records it may SELECT} for anon, authenticated and PUBLIC.
+    """
+    cur = await conn.execute(_COLUMN_REACH)
+    seen: dict[str, set[str]] = {"anon": set(), "authenticated": set(), "public": set()}
+    for row in await cur.fetchall():
+        column, role = (row["column"], row["role"]) if isinstance(row, dict) else row
+        seen[str(role)].add(str(column))
+    return seen

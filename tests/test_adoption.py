@@ -35,7 +35,8 @@ def _app_database(admin_url: str, profile: str, schema: str) -> Iterator[str]:
     name = pg.create_database(admin_url, prefix="badopt")
     url = pg.with_dbname(admin_url, name)
     if profile == "supabase":
-        prepare_supabase(url)
+        # The app's migrations, broseph's and the worker all run as Supabase's `postgres`.
+        url = prepare_supabase(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(schema.encode())
     yield url

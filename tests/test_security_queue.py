@@ -83,6 +83,17 @@ async def test_no_client_role_holds_any_privilege_on_queue_or_internals(conn):
     assert security_support.forbidden(reach) == []
     # The few grants clients need are there (RLS policies and CHECKs call these as the client).
     assert security_support.ALLOWED <= reach
+    # Of the job records, clients may read the read path's columns (column privileges), nothing
+    # table-wide: params, last_error, result, keys stay the service's.
+    assert await security_support.job_record_columns(conn) == {
+        "anon": set(),
+        "authenticated": security_support.CLIENT_COLUMNS,
+        "public": set(),
+    }
+    cur = await conn.execute(
+        "SELECT has_table_privilege('authenticated', 'broseph.job_records', 'SELECT') AS wide"
+    )
+    assert await cur.fetchone() == {"wide": False}
     # service_role, the producers' role, may enqueue; nobody else may.
     cur = await conn.execute(
         "SELECT has_function_privilege('service_role', 'broseph.enqueue(text, jsonb, text,"

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from broseph import migrate
-from tests import pg, readme_support
+from tests import pg, readme_support, security_support
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "clients" / "typescript"
@@ -288,11 +288,16 @@ def test_rpc_wrapper_errors_keep_the_contract_s_message_and_code(db_url: str) ->
 # --- the README's TypeScript examples compile and run as written --------------------------------
 
 # Calls every function the README's ```ts blocks export, with a seeded world; the blocks import
-# '@broseph/jobs' as an application would (the package resolves its own name to dist/).
+# '@broseph/jobs' as an application would (the package resolves its own name to dist/). The job
+# status examples run on real supabase-js, signed in as a member (a JWT the stand-ins decode but
+# do not verify), against the PostgREST and Realtime stand-ins of clients/typescript/test.
 _README_DRIVER = """
 import pg from 'pg';
+import WebSocket from 'ws';
 import { PostgrestClient } from '@supabase/postgrest-js';
+import { createClient } from '@supabase/supabase-js';
 import { startPostgrest } from '../test/postgrest-standin.js';
+import { attachRealtime } from '../test/realtime-standin.js';
 /*IMPORTS*/
 
 const modules: Record<string, Record<string, unknown>> = { /*MODULES*/ };
@@ -300,15 +305,54 @@ const url = process.env['DATABASE_URL']!;
 const [groupId, senderId] = JSON.parse(process.env['README_WORLD']!) as [string, string];
 const pool = new pg.Pool({ connectionString: url });
 const standin = await startPostgrest(url);
+const realtime = attachRealtime(standin.server, url);
 const supabase = new PostgrestClient(standin.url, {
   headers: { Authorization: 'Bearer service_role' },
 });
+const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const claims = { sub: senderId, role: 'authenticated' };
+const memberJwt = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}.x`;
+const member = createClient(standin.url, 'anon-key', {
+  accessToken: async () => memberJwt,
+  realtime: { transport: WebSocket as any }, // Node 20 has no WebSocket of its own
+});
+const results: Record<string, unknown> = {};
+
+// Subscribe, then write the job's progress as the worker's reporter does (report_progress in
+// broseph/queries/records.sql, for a record it has started): resolve with what arrives.
+async function watched(f: any): Promise<unknown> {
+  const jobId = results['postMessage'] as string;
+  await pool.query(
+    "UPDATE broseph.job_records SET status = 'processing', attempts = 1, started_at = now()" +
+      " WHERE id = $1",
+    [jobId],
+  );
+  const arrived = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no change arrived within 15 s')), 15000);
+    const channel = f(member, jobId, (job: unknown) => {
+      clearTimeout(timer);
+      void member.removeChannel(channel).then(() => resolve(job));
+    });
+    const joined = setInterval(async () => {
+      if (channel.state !== 'joined') return;
+      clearInterval(joined);
+      await pool.query(
+        "UPDATE broseph.job_records SET progress = 40, progress_message = 'halfway there'," +
+          " updated_at = now() WHERE id = $1 AND status = 'processing'",
+        [jobId],
+      );
+    }, 20);
+  });
+  return { job: await arrived, joins: realtime.joins };
+}
+
 const calls: Record<string, (f: any) => Promise<unknown>> = {
   postMessage: (f) => f(pool, groupId, senderId, 'hello from the README'),
   engagementFor: (f) => f(pool, [groupId], '2026-03-01'),
   schedulePrompt: (f) => f(supabase, groupId, '2026-03-01'),
+  groupJobs: (f) => f(member, groupId),
+  watchJob: watched,
 };
-const results: Record<string, unknown> = {};
 try {
   for (const [block, exported] of Object.entries(modules)) {
     for (const [name, fn] of Object.entries(exported)) {
@@ -318,6 +362,8 @@ try {
     }
   }
 } finally {
+  await member.removeAllChannels();
+  await realtime.close();
   await standin.close();
   await pool.end();
 }
@@ -390,7 +436,13 @@ def test_readme_typescript_examples_compile_and_run(
         )
         assert run.returncode == 0, run.stdout + run.stderr
         results = json.loads(run.stdout.strip().splitlines()[-1])
-        assert set(results) == {"postMessage", "engagementFor", "schedulePrompt"}
+        assert set(results) == {
+            "postMessage",
+            "engagementFor",
+            "schedulePrompt",
+            "groupJobs",
+            "watchJob",
+        }
         ids = [results["postMessage"], *results["engagementFor"], results["schedulePrompt"]]
         rows = conn.execute(
             "SELECT id::text, job_type, source FROM broseph.job_records WHERE id = ANY(%s::uuid[])",
@@ -402,3 +454,45 @@ def test_readme_typescript_examples_compile_and_run(
             "SELECT count(*) FROM public.messages WHERE body = 'hello from the README'"
         ).fetchone()
         assert messages == (1,)
+        _check_job_status_examples(conn, results, group[0])
+
+
+def _check_job_status_examples(conn: psycopg.Connection[Any], results: Any, group: str) -> None:
+    """
+    What the README's supabase-js examples got, signed in as a member of the group.
+    """
+    # groupJobs: the group's jobs, newest first, with the selected columns only.
+    expected = conn.execute(
+        "SELECT id::text FROM broseph.job_records WHERE group_id = %s ORDER BY created_at DESC",
+        (group,),
+    ).fetchall()
+    listed = results["groupJobs"]
+    assert [job["id"] for job in listed] == [row[0] for row in expected] and listed
+    assert set(listed[0]) == {
+        "id",
+        "job_type",
+        "status",
+        "progress",
+        "progress_message",
+        "updated_at",
+    }
+    # watchJob: joined the channel as the README says, and the progress update arrived with the
+    # columns a member may read and no others (params, last_error, result never leave).
+    (join,) = results["watchJob"]["joins"]
+    assert join["topic"] == f"realtime:job-{results['postMessage']}"
+    assert join["payload"]["config"]["postgres_changes"] == [
+        {
+            "event": "UPDATE",
+            "schema": "broseph",
+            "table": "job_records",
+            "filter": f"id=eq.{results['postMessage']}",
+        }
+    ]
+    job = results["watchJob"]["job"]
+    assert (job["id"], job["status"], job["progress"], job["progress_message"]) == (
+        results["postMessage"],
+        "processing",
+        40,
+        "halfway there",
+    )
+    assert set(job) == security_support.CLIENT_COLUMNS
