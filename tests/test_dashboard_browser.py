@@ -256,6 +256,10 @@ def _user(n: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"broseph-demo-user-{n}")
 
 
+def _prompt(n: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"broseph-demo-prompt-{n}")
+
+
 async def _enqueue(conn: Any, job_type: str, params: list[dict[str, Any]]) -> list[uuid.UUID]:
     cur = await conn.execute(
         "SELECT broseph.enqueue_many(%s, %s::jsonb[]) AS ids",
@@ -287,7 +291,8 @@ async def _world(conn: Any) -> dict[str, Any]:
         conn,
         "SendNotification",
         [{"user_id": str(_user(u)), "type": "new_prompt",
-          "data": {"group_id": str(_group(u % 120))}} for u in range(300)],
+          "data": {"group_id": str(_group(u % 120)), "prompt_id": str(_prompt(u % 120))}}
+         for u in range(300)],
     )  # fmt: skip
     engagement = await _enqueue(
         conn,
@@ -297,7 +302,10 @@ async def _world(conn: Any) -> dict[str, Any]:
     fanouts = await _enqueue(
         conn,
         "NotifyMembers",
-        [{"group_id": str(_group(g)), "type": "new_prompt"} for g in range(5)],
+        [
+            {"group_id": str(_group(g)), "type": "new_prompt", "prompt_id": str(_prompt(g))}
+            for g in range(5)
+        ],
     )
     created = {r: wave + datetime.timedelta(seconds=i * 0.4) for i, r in enumerate(prompts)}
     created |= {

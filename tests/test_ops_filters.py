@@ -42,7 +42,8 @@ async def _seed(conn: Any) -> list[dict[str, Any]]:
         cur = await conn.execute(
             "SELECT broseph.enqueue('SendNotification', %s) AS id",
             (Jsonb({"user_id": str(USERS[i % 6]), "type": "new_prompt",
-                    "data": {"group_id": str(GROUPS[i % 5])}}),),
+                    "data": {"group_id": str(GROUPS[i % 5]),
+                             "prompt_id": str(uuid.UUID(int=9000 + i))}}),),
         )  # fmt: skip
         made.append((await cur.fetchone())["id"])
         cur = await conn.execute(
