@@ -63,9 +63,12 @@ CREATE FUNCTION broseph.find_records(
     SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    -- Open bounds become infinite ones, so each condition below is a plain index bound.
+    -- Open bounds become infinite ones, so each condition below is a plain index bound. The
+    -- upper bound is inclusive (created_to is exclusive: one microsecond, timestamptz's
+    -- resolution, less), so an open one keeps a stored created_at of 'infinity' in the list.
+    -- The cursor's default id is no record's: record ids are version-4 UUIDs.
     lo timestamptz := coalesce(created_from, '-infinity');
-    hi timestamptz := coalesce(created_to, 'infinity');
+    hi timestamptz := coalesce(created_to - interval '1 microsecond', 'infinity');
     cur_at timestamptz := coalesce(before_at, 'infinity');
     cur_id uuid := coalesce(before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
     wanted text[] := coalesce(statuses, ARRAY['pending', 'processing', 'retrying', 'completed',
@@ -77,7 +80,7 @@ BEGIN
              WHERE r.idempotency_key = find_records.idempotency_key
                AND r.status = ANY (wanted)
                AND r.job_type = coalesce(find_records.job_type, r.job_type)
-               AND r.created_at >= lo AND r.created_at < hi
+               AND r.created_at >= lo AND r.created_at <= hi
                AND (r.created_at, r.id) < (cur_at, cur_id)
                AND (find_records.group_id IS NULL OR r.group_id = find_records.group_id)
                AND (find_records.user_id IS NULL OR r.user_id = find_records.user_id);
@@ -85,7 +88,7 @@ BEGIN
         RETURN QUERY
             SELECT r.* FROM broseph.job_records r
              WHERE r.group_id = find_records.group_id
-               AND r.created_at >= lo AND r.created_at < hi
+               AND r.created_at >= lo AND r.created_at <= hi
                AND (r.created_at, r.id) < (cur_at, cur_id)
                AND r.status = ANY (wanted)
                AND r.job_type = coalesce(find_records.job_type, r.job_type)
@@ -96,7 +99,7 @@ BEGIN
         RETURN QUERY
             SELECT r.* FROM broseph.job_records r
              WHERE r.user_id = find_records.user_id
-               AND r.created_at >= lo AND r.created_at < hi
+               AND r.created_at >= lo AND r.created_at <= hi
                AND (r.created_at, r.id) < (cur_at, cur_id)
                AND r.status = ANY (wanted)
                AND r.job_type = coalesce(find_records.job_type, r.job_type)
@@ -113,7 +116,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT r.* FROM broseph.job_records r
                  WHERE r.status = k.status AND r.job_type = k.job_type
-                   AND r.created_at >= lo AND r.created_at < hi
+                   AND r.created_at >= lo AND r.created_at <= hi
                    AND (r.created_at, r.id) < (cur_at, cur_id)
                  ORDER BY r.created_at DESC, r.id DESC
                  LIMIT max_rows
