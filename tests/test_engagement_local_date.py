@@ -13,12 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from broseph import enqueue
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests import factories
 from tests.conftest import wait_until
+from tests.profiles import CLIENT_ROLES, as_client
 
 UTC = datetime.UTC
 # Far apart: at any instant at least one of them is on another date than UTC.
@@ -212,3 +214,32 @@ async def test_a_stored_job_without_its_date_fails_with_a_clear_reason(conn, sta
     await wait_until(failed, within=30)
     row = await _status(conn, rid)
     assert row["attempts"] == 1 and "local_date missing" in row["last_error"], row
+
+
+async def test_service_role_gets_the_default_on_both_profiles_and_clients_cannot_call_it(
+    profile_conn, profile_db_url
+):
+    # enqueue reads the group's zone as its owner (SECURITY DEFINER), whatever the producer's
+    # role may read of public.groups; through the RPC wrapper (migrations/0017) too.
+    gid = await factories.group(profile_conn, time_zone=ZONES[0])
+    async with await psycopg.AsyncConnection.connect(profile_db_url) as producer:
+        async with producer.transaction():
+            await as_client(producer, "service_role")
+            cur = await producer.execute(
+                "SELECT now(), broseph.enqueue('ProcessEngagement',"
+                " jsonb_build_object('group_id', %s::text)),"
+                " public.broseph_enqueue('ProcessEngagement',"
+                " jsonb_build_object('group_id', %s::text, 'local_date', NULL))",
+                (gid, gid),
+            )
+            at, direct, rpc = await cur.fetchone()  # type: ignore[misc]
+        assert direct == rpc  # the same group and day: coalesced
+        for role in CLIENT_ROLES:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                async with producer.transaction():
+                    await as_client(producer, role)
+                    await producer.execute(
+                        "SELECT broseph.with_defaults('{}'::jsonb, ARRAY['{}'::jsonb])"
+                    )
+    row = await _status(profile_conn, direct)
+    assert row["params"] == {"group_id": str(gid), "local_date": _day(at, ZONES[0])}
