@@ -101,3 +101,29 @@ def statements(block: str) -> list[Statement]:
         current.sql = current.sql.strip()
         found.append(current)
     return found
+
+
+def table(after: str, text: str | None = None) -> list[dict[str, str]]:
+    """
+    The rows of the first Markdown table after the first line containing `after`, as
+    {header: cell}; a cell that is one code span (`x`) is given without its backticks.
+    """
+    lines = (README.read_text(encoding="utf-8") if text is None else text).splitlines()
+    start = next(i for i, line in enumerate(lines) if after in line)
+    head = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    header = _cells(lines[head])
+    assert set(lines[head + 1].replace("|", "").split()) <= {"---"}, lines[head + 1]
+    rows = []
+    for line in lines[head + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = _cells(line)
+        assert len(cells) == len(header), line
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def _cells(line: str) -> list[str]:
+    # README tables keep `|` out of their cells.
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return [c[1:-1] if re.fullmatch(r"`[^`]*`", c) else c for c in cells]

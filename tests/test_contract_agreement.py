@@ -5,8 +5,9 @@ For every job type in the catalogue, hypothesis generates params from the model 
 field spec) and hostile mutations of them (tests/payload_strategies.py). Each is given to the
 Python face (`model_validate`) and to the SQL face (`broseph.enqueue`, in a transaction rolled
 back afterwards). They must agree: both accept — and SQL stores exactly what the model would send
-(`to_params()`: canonical ids, no nulls) — or both refuse, SQL with SQLSTATE 22023 naming in
-`diag.column_name` one of the problems pydantic reports.
+(`to_params()`: canonical ids, no nulls), plus the value enqueue fills in for a field the model
+left out that has a default in the spec (`JobPayload.defaults`, migrations/0021) — or both refuse,
+SQL with SQLSTATE 22023 naming in `diag.column_name` one of the problems pydantic reports.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ def sql_face(db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def _sql(conn: psycopg.Connection[Any], job_type: str, params: Any) -> tuple[Any, Any]:
+def _sql(conn: psycopg.Connection[Any], job_type: str, params: Any) -> tuple[Any, Any, Any]:
     """
-    (stored params, None) or (None, the error); nothing stays written either way.
+    (stored params, None, the transaction's UTC date) or (None, the error, None); nothing stays
+    written either way.
     """
     query, values = statement("enqueue", {"job_type": job_type, "params": params})
     try:
@@ -43,12 +45,28 @@ def _sql(conn: psycopg.Connection[Any], job_type: str, params: Any) -> tuple[Any
             row = conn.execute(query, values).fetchone()  # type: ignore[arg-type]
             assert row is not None
             stored = conn.execute(
-                "SELECT params FROM broseph.job_records WHERE id = %s", (row[0],)
+                "SELECT params, (now() AT TIME ZONE 'UTC')::date::text AS today"
+                " FROM broseph.job_records WHERE id = %s",
+                (row[0],),
             ).fetchone()
             assert stored is not None
-            return stored[0], None
+            return stored[0], None, stored[1]
     except psycopg.Error as exc:
-        return None, exc
+        return None, exc, None
+
+
+def _with_defaults(spec: dict[str, Any], sent: dict[str, Any], utc_today: str) -> dict[str, Any]:
+    """
+    What SQL stores for params the model sends: each absent field with a default filled in. The
+    only rule, group_local_date, reads a group that does not exist — no generated group_id names
+    one in this empty database — as UTC.
+    """
+    filled = dict(sent)
+    for name, entry in spec.items():
+        if "default" in entry and name not in sent:
+            assert entry["default"] == "group_local_date", entry
+            filled[name] = utc_today
+    return filled
 
 
 def _python(model: type[JobPayload], params: Any) -> tuple[Any, set[str]]:
@@ -101,10 +119,10 @@ def test_sql_and_python_accept_exactly_the_same_payloads(
     @given(params=st.one_of(payload_strategies.valid(spec), payload_strategies.hostile(spec)))
     def agree(params: Any) -> None:
         sent, problems = _python(model, params)
-        stored, error = _sql(sql_face, job_type, params)
+        stored, error, utc_today = _sql(sql_face, job_type, params)
         if sent is not None:
             assert error is None, (f"SQL refused what Python accepts: {error}", params)
-            assert stored == sent, params
+            assert stored == _with_defaults(spec, sent, utc_today), params
             return
         assert error is not None, (f"SQL accepted what Python refuses: {problems}", params)
         assert error.sqlstate == "22023", (error, params)

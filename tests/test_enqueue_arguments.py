@@ -66,8 +66,8 @@ REFUSED_ONE = [
     ("uuid field a number", _one(params=_params(group_id=7)), "params.group_id"),
     ("date field not a date", _one(params=_params(local_date="2026-02-30")), "params.local_date"),
     ("date field a timestamp", _one(params=_params(local_date=1767225600)), "params.local_date"),
-    ("missing field", _one(params={"group_id": GROUP}), "params.local_date"),
-    ("null required field", _one(params=_params(local_date=None)), "params.local_date"),
+    ("missing field", _one(params={"local_date": "2026-03-01"}), "params.group_id"),
+    ("null required field", _one(params=_params(group_id=None)), "params.group_id"),
     ("unknown field", _one(params=_params(body="hi")), "params.body"),
     ("unknown field, 1 MB name", _one(params=_params(**{"k" * MB: 1})), "params." + "k" * 40),
     # idempotency_key

@@ -216,7 +216,7 @@ async def test_malformed_jobs_are_quarantined_and_the_ingress_keeps_going(conn, 
         # Hand-picked, from the Node producer: missing field, invalid uuid, oversized.
         pe = support.valid_data("ProcessEngagement")
         node_cases = [
-            ({"groupId": pe["groupId"]}, "Field required"),
+            ({"localDate": pe["localDate"]}, "Field required"),
             ({**pe, "groupId": "not-a-uuid"}, "Input should be a valid UUID"),
             ({**pe, "note": "x" * (limit + 1)}, "byte limit"),
         ]

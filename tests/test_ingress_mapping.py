@@ -167,8 +167,8 @@ HAND_PICKED = [
     (
         "missing field",
         "ProcessEngagement",
-        {"groupId": str(uuid.uuid4())},
-        "localDate (local_date)",
+        {"localDate": "2026-01-05"},
+        "groupId (group_id): Field required",
     ),
     (
         "invalid uuid",

@@ -269,10 +269,10 @@ def test_rpc_wrapper_errors_keep_the_contract_s_message_and_code(db_url: str) ->
         with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
             conn.execute(
                 "SELECT public.broseph_enqueue('ProcessEngagement', %s::jsonb)",
-                ('{"group_id": "6b1d8f53-2d0b-4c8e-9a57-3f9f4c1e2a10"}',),
+                ('{"local_date": "2026-03-01"}',),
             )
         assert str(raised.value.diag.message_primary) == (
-            'ProcessEngagement: missing field "local_date"'
+            'ProcessEngagement: missing field "group_id"'
         )
         with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
             conn.execute(

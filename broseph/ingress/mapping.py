@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -309,12 +310,29 @@ def _errors(exc: ValidationError, origin: Mapping[str, str]) -> str:
     # Locations and messages only: the offending values may be private (notification data).
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
+        if not error["loc"] and error["type"] == "value_error":
+            # A per-type rule of the whole payload (JobPayload.requires): 'type "new_message"
+            # needs data.group_id' — the fields it needs shown as the producer names them.
+            rule = str(error["msg"]).removeprefix("Value error, ")
+            parts.append(_NEEDS.sub(lambda m: _shown(m[0], origin), rule))
+            continue
         loc = ".".join(str(part) for part in error["loc"]) or "payload"
-        head = str(error["loc"][0]) if error["loc"] else ""
-        outside = origin.get(loc) or loc.replace(head, origin.get(head, head), 1)
-        shown = f"{outside} ({loc})" if outside != loc else loc
-        parts.append(f"{shown}: {error['msg']}")
+        parts.append(f"{_shown(loc, origin)}: {error['msg']}")
     return "; ".join(parts)
+
+
+# The paths after "needs" in a JobPayload.requires message.
+_NEEDS = re.compile(r"(?<=needs )[\w.]+|(?<=, )[\w.]+")
+
+
+def _shown(loc: str, origin: Mapping[str, str]) -> str:
+    """
+    A payload path as the producer names it, with the payload's name after it when they differ:
+    "data.groupId (data.group_id)".
+    """
+    head = loc.split(".", 1)[0]
+    outside = origin.get(loc) or loc.replace(head, origin.get(head, head), 1)
+    return f"{outside} ({loc})" if outside != loc else loc
 
 
 def _json_kind(value: Any) -> str:

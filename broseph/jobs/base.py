@@ -56,6 +56,9 @@ def _date_text(value: Any) -> Any:
 Id = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
 # {enum field: {value: (paths that must be present)}} — see JobPayload.requires.
 Requires = Mapping[str, Mapping[str, tuple[str, ...]]]
+# The rules by which the SQL face fills in an absent optional field (migrations/0021,
+# broseph.with_defaults) — see JobPayload.defaults.
+DEFAULT_RULES = frozenset({"group_local_date"})
 Day = Annotated[datetime.date, BeforeValidator(_date_text)]
 
 
@@ -66,11 +69,17 @@ class JobPayload(BaseModel):
     `requires` holds the per-type rules: {enum field: {value: (paths that must be present)}},
     paths relative to the payload ("data.prompt_id"). It is enforced here and, through the field
     spec (`field_spec`), by the SQL face — one definition for both.
+
+    `defaults` names optional top-level fields that enqueue fills in when a producer leaves them
+    out, {field: rule} with a rule of `DEFAULT_RULES`. The rule itself exists once, in SQL
+    (broseph.with_defaults, migrations/0021): the model accepts the field's absence, the stored
+    params carry the value enqueue chose.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     job_type: ClassVar[str]
     requires: ClassVar[Requires] = {}
+    defaults: ClassVar[Mapping[str, str]] = {}
 
     def to_params(self) -> dict[str, Any]:
         """
@@ -161,12 +170,28 @@ def field_spec(model: type[BaseModel]) -> dict[str, Any]:
     """
     spec: dict[str, Any] = {}
     requires: Requires = getattr(model, "requires", {})
+    defaults: Mapping[str, str] = getattr(model, "defaults", {})
+    unknown = sorted(set(defaults) - set(model.model_fields))
+    if unknown:
+        raise TypeError(f"{model.__name__}.defaults names no field: {', '.join(unknown)}")
     for name, info in model.model_fields.items():
         entry = _type_spec(info.annotation)
         if name in requires:
             entry["requires"] = {value: list(paths) for value, paths in requires[name].items()}
         if not info.is_required():
             entry["required"] = False
+        if name in defaults:
+            # group_local_date reads the group named by the payload's own group_id.
+            if (
+                info.is_required()
+                or defaults[name] not in DEFAULT_RULES
+                or "group_id" not in model.model_fields
+            ):
+                raise TypeError(
+                    f"{model.__name__}.{name}: a default needs an optional field, a group_id "
+                    f"field and a rule of {sorted(DEFAULT_RULES)}, got {defaults[name]!r}"
+                )
+            entry["default"] = defaults[name]
         max_length = next(
             (getattr(m, "max_length", None) for m in info.metadata if hasattr(m, "max_length")),
             None,

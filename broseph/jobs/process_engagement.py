@@ -3,12 +3,17 @@ ProcessEngagement: one group's message and engagement analytics for one local da
 
 Natural key: (group_id, local_date) in public.group_engagement_daily — a re-run recomputes the
 same numbers and leaves the row untouched. Enqueued by the messages trigger (coalesced per group
-and day, migrations/0005) and by the hourly `engagement_nightly` periodic task below.
+and day, migrations/0005), by the hourly `engagement_nightly` periodic task below, and by the
+NestJS publisher's `ProcessEngagement { groupId }` (through the ingress) or any producer that only
+knows the group: enqueue then fills `local_date` in with the group's local date at enqueue time
+(migrations/0021), before the coalesce key and lock are built, so such a job coalesces with the
+trigger's job for the same group and day.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from psycopg.rows import dict_row
@@ -22,11 +27,21 @@ from broseph.services import Services
 class ProcessEngagement(JobPayload):
     job_type: ClassVar[str] = "ProcessEngagement"
 
+    # Filled in by enqueue when absent (`defaults`): the group's current local date, its stored
+    # zone read through broseph.usable_time_zone() — an unknown zone, or no such group, is UTC.
+    defaults: ClassVar[Mapping[str, str]] = {"local_date": "group_local_date"}
+
     group_id: Id
-    local_date: Day
+    local_date: Day | None = None
 
 
 async def handle(run: JobRun, payload: ProcessEngagement) -> None:
+    if payload.local_date is None:
+        # Only a row written around broseph.enqueue (which always fills it in) lacks the date.
+        raise PermanentJobError(
+            "local_date missing from the stored params: enqueue with broseph.enqueue, "
+            "which fills it in"
+        )
     params = {"group_id": payload.group_id, "local_date": payload.local_date}
     async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("engagement_group"), params)
@@ -60,7 +75,7 @@ async def nightly(services: Services, timestamp: int) -> int:
         payloads = [
             ProcessEngagement(group_id=t["group_id"], local_date=t["local_date"]) for t in targets
         ]
-        keys = [f"engagement:{p.group_id}:{p.local_date.isoformat()}" for p in payloads]
+        keys = [f"engagement:{t['group_id']}:{t['local_date'].isoformat()}" for t in targets]
         ids = await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
     return len(ids)
 

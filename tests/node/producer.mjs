@@ -5,6 +5,8 @@
 //
 // stdin: [{"publish": "promptGeneration" | "notification" | "engagement", "payload": {...},
 //          "options": {...}}]   (options are BullMQ JobsOptions, spread over the defaults)
+//        or {"publish": "add", "name": "SendPush", ...}: Queue.add under a job name no publisher
+//          method has (a misnamed job), with the same defaults as publishPromptGeneration.
 // stdout: [{"id": "...", "name": "...", "timestamp": 1234}] — one entry per job, in order.
 import { Queue } from 'bullmq';
 
@@ -46,6 +48,15 @@ export class BrosephPublisher {
       ...options,
     });
   }
+
+  // Not in the brief: a job under any other name, published like the others.
+  async publishAs(name, payload, options) {
+    return this.queue.add(name, payload, {
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 1000 },
+      ...options,
+    });
+  }
 }
 
 const METHODS = {
@@ -68,9 +79,14 @@ async function main() {
   const out = [];
   try {
     for (const item of await readStdin()) {
-      const method = METHODS[item.publish];
-      if (!method) throw new Error(`unknown publish kind ${JSON.stringify(item.publish)}`);
-      const job = await publisher[method](item.payload, item.options);
+      let job;
+      if (item.publish === 'add') {
+        job = await publisher.publishAs(item.name, item.payload, item.options);
+      } else {
+        const method = METHODS[item.publish];
+        if (!method) throw new Error(`unknown publish kind ${JSON.stringify(item.publish)}`);
+        job = await publisher[method](item.payload, item.options);
+      }
       out.push({ id: job.id, name: job.name, timestamp: job.timestamp });
     }
   } finally {

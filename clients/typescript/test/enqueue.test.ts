@@ -85,11 +85,25 @@ describe('transactions', () => {
     assert.equal(rows[0].n, 1, 'the worker stored the prompt');
   });
 
+  test('ProcessEngagement without localDate runs for the group’s local date at enqueue', async () => {
+    const groupId = await makeGroup(observer, 'Legacy crew');
+    await api.query('BEGIN');
+    const id = await enqueue(api, 'ProcessEngagement', { groupId });
+    const { rows } = await api.query<{ today: string }>(
+      "SELECT (now() AT TIME ZONE 'UTC')::date::text AS today", // the group's zone is UTC
+    );
+    await api.query('COMMIT');
+
+    const done = await finalStatus(observer, id);
+    assert.equal(done.status, 'completed', done.last_error ?? '');
+    assert.deepEqual(done.params, { group_id: groupId, local_date: rows[0]!.today });
+  });
+
   test('a typed error inside a transaction: roll back, nothing is left', async () => {
     const groupId = uuid();
     await api.query('BEGIN');
     const first = await enqueue(api, 'ProcessEngagement', { groupId, localDate: '2026-03-01' });
-    await rejection(enqueue(api, 'ProcessEngagement', { groupId } as never));
+    await rejection(enqueue(api, 'ProcessEngagement', { localDate: '2026-03-01' } as never));
     await api.query('ROLLBACK');
     assert.equal(await anythingFor(observer, first), false);
   });
@@ -208,9 +222,9 @@ describe('typed errors at run time', () => {
     },
     {
       name: 'a missing field',
-      call: () => enqueue(api, 'ProcessEngagement', { groupId } as never),
-      field: 'params.localDate',
-      column: 'params.local_date',
+      call: () => enqueue(api, 'ProcessEngagement', { localDate: '2026-03-01' } as never),
+      field: 'params.groupId',
+      column: 'params.group_id',
     },
     {
       name: 'a malformed value',
@@ -253,10 +267,10 @@ describe('typed errors at run time', () => {
       call: () =>
         enqueueMany(api, 'ProcessEngagement', [
           { groupId, localDate: '2026-03-01' },
-          { groupId } as never,
+          { localDate: '2026-03-01' } as never,
         ]),
-      field: 'params[1].localDate',
-      column: 'params[2].local_date',
+      field: 'params[1].groupId',
+      column: 'params[2].group_id',
       index: 1,
     },
     {

@@ -9,7 +9,7 @@ import { translate } from '../src/errors.js';
 
 describe('columnOf', () => {
   const messages: Array<[string, string | undefined]> = [
-    ['ProcessEngagement: missing field "local_date"', 'params.local_date'],
+    ['ProcessEngagement: missing field "group_id"', 'params.group_id'],
     ['ProcessEngagement: field "group_id" must be a UUID, got "x"', 'params.group_id'],
     [
       'ProcessEngagement: field "local_date" must be a date (YYYY-MM-DD), got "2026-02-30"',
@@ -20,7 +20,7 @@ describe('columnOf', () => {
     ['SendNotification: field "type" must be one of ["new_message"], got "poke"', 'params.type'],
     ['SendNotification: data. must be a JSON object, got string', 'params.data'],
     ['GeneratePrompt: params must be a JSON object, got array', 'params'],
-    ['ProcessEngagement: missing field "params[2].local_date"', 'params[2].local_date'],
+    ['ProcessEngagement: missing field "params[2].group_id"', 'params[2].group_id'],
     ['ProcessEngagement: params[3]. must be a JSON object, got number', 'params[3]'],
     ['ProcessEngagement: 2 idempotency keys for 1 params', 'idempotency_keys'],
     ['unknown job type "SendPigeon" (known: GeneratePrompt, …)', 'job_type'],

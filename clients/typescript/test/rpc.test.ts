@@ -101,13 +101,13 @@ describe('enqueueRpc as service_role', () => {
 describe('errors through RPC', () => {
   test('a wrong field is a typed error naming it (from the message)', async () => {
     const error = await enqueueRpc(asRole('service_role'), 'ProcessEngagement', {
-      groupId: uuid(),
+      localDate: '2026-04-01',
     } as never).then(
       () => assert.fail('expected a rejection'),
       (e: unknown) => e,
     );
     assert.ok(error instanceof EnqueueValidationError);
-    assert.equal(error.field, 'params.localDate');
+    assert.equal(error.field, 'params.groupId');
   });
 
   test('one bad element of a list names its index', async () => {

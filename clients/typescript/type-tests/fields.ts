@@ -22,6 +22,8 @@ export async function compiles(): Promise<string[]> {
     await enqueue(client, 'GeneratePrompt', { groupId }),
     await enqueue(poolClient, 'GeneratePrompt', { groupId, localDate: '2026-03-01' }, { idempotencyKey: 'k', runAt: new Date(), priority: 1 }),
     await enqueue(pool, 'ProcessEngagement', { groupId, localDate: '2026-03-01' }, { retry: { maxAttempts: 3, backoffType: 'fixed' } }),
+    // localDate left out: enqueue fills in the group's local date (migrations/0021).
+    await enqueue(client, 'ProcessEngagement', { groupId }),
     await enqueue(client, 'SendNotification', { userId, type: 'new_prompt', data: { groupId, promptId: groupId } }),
     await enqueue(client, 'NotifyMembers', { groupId, type: 'new_message', senderId: userId }),
     await enqueueRpc(postgrest, 'GeneratePrompt', { groupId }, { idempotencyKey: 'k' }),
@@ -40,7 +42,7 @@ export async function wrongFieldsDoNotCompile(): Promise<void> {
   // @ts-expect-error a field the job type does not have
   await enqueue(client, 'ProcessEngagement', { groupId, localDate: '2026-03-01', colour: 'red' });
   // @ts-expect-error a required field left out
-  await enqueue(client, 'ProcessEngagement', { groupId });
+  await enqueue(client, 'ProcessEngagement', { localDate: '2026-03-01' });
   // @ts-expect-error a field of the wrong type
   await enqueue(client, 'GeneratePrompt', { groupId: 42 });
   // @ts-expect-error a value outside the enum

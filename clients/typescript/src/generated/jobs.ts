@@ -32,7 +32,7 @@ export interface NotifyMembersParams {
  */
 export interface ProcessEngagementParams {
   groupId: string;
-  localDate: string;
+  localDate?: string | null;
 }
 /**
  * The params of a SendNotification job.
