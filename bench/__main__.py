@@ -38,6 +38,7 @@ from bench import (
     notify_trigger,
     pgbench,
     processing,
+    scrub,
     wave,
 )
 from bench.database import BenchDatabase
@@ -57,6 +58,7 @@ BENCHMARKS: tuple[harness.Benchmark, ...] = tuple(
         pgbench,
         wave,
         notify_trigger,
+        scrub,
     )
 )
 
