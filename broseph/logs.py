@@ -8,11 +8,11 @@ only then does every event pass `redact_secrets`: values under sensitive keys ar
 all free text (messages, error strings, whole tracebacks) goes through `scrub`.
 
 `scrub` is linear in its input. Each pattern starts with a literal ("://", "sk-", "bearer", …),
-so the regex engine tries it only where that literal occurs, and what follows the literal is a
-run of characters the literal itself cannot be part of, so no character is scanned from two
-starting points. (The pattern it replaces, `\\w+://…`, rescanned every word run from each of its
-characters: a 30,000-character line took 3 s, and a megabyte froze a worker for over an hour —
-`python -m bench.scrub`.)
+so the regex engine tries it only where that literal occurs, and the run it then scans either
+cannot contain that literal (so no character is scanned from two starting points) or is
+consumed by the match. (The pattern it replaced, `\\w+://…`, rescanned every word run from each of
+its characters: 30,000 characters took 1 s, 300,000 took 100 s, with the worker's event loop
+blocked all along — `python -m bench.scrub`, docs/benchmarks.md.)
 """
 
 from __future__ import annotations
