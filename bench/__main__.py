@@ -40,6 +40,7 @@ from bench import (
     notify_trigger,
     pgbench,
     processing,
+    scrub,
     wave,
 )
 from bench.database import BenchDatabase
@@ -60,6 +61,7 @@ BENCHMARKS: tuple[harness.Benchmark, ...] = tuple(
         wave,
         notify_trigger,
         dashboard,
+        scrub,
     )
 )
 

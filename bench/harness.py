@@ -215,6 +215,11 @@ def _num(x: float, decimals: int) -> str:
     return f"{x:,.{decimals}f}"
 
 
+def _ratio(x: float) -> str:
+    # Two decimals, or two significant digits below 0.1 (a speed-up of 1,000× is not "0.00×").
+    return f"{x:.2f}" if x >= 0.1 or x == 0 or not math.isfinite(x) else f"{x:.2g}"
+
+
 def _span(spread: Spread, decimals: int) -> str:
     return f"{_num(spread.low, decimals)}–{_num(spread.high, decimals)}"
 
@@ -239,8 +244,8 @@ def render(rows: Sequence[Row]) -> str:
             m.baseline or "—",
             _num(base.median, d) if base else "—",
             _span(base, d) if base else "—",
-            f"{row.ratio.median:.2f}×" if base else "—",
-            f"{row.ratio.low:.2f}–{row.ratio.high:.2f}×" if base else "—",
+            f"{_ratio(row.ratio.median)}×" if base else "—",
+            f"{_ratio(row.ratio.low)}–{_ratio(row.ratio.high)}×" if base else "—",
             m.target.text if m.target else "—",
             {None: "—", True: "yes", False: "**no**"}[row.met],
         ]

@@ -1,31 +1,59 @@
 """
 The `broseph` command. Sync at the edge; everything below is async.
+
+Every command ends the same way when something goes wrong: one line on stderr naming the cause
+and the fix (`broseph.problems`) and a non-zero exit — 2 when the configuration or the input
+must change, 1 otherwise. `broseph --debug …` prints the traceback before that line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
+import psycopg
+import pydantic
 import typer
 
-from broseph import db, logs
+from broseph import db, logs, problems
 from broseph.dashboard.cli import dashboard_command
 from broseph.ingress.cli import ingress_cli
 from broseph.ops.cli import health_command, jobs_cli
 from broseph.settings import get_settings
+
+if TYPE_CHECKING:
+    from broseph.jobs.base import JobPayload
 
 cli = typer.Typer(
     name="broseph",
     help="Broseph jobs: the Postgres-native background job service of Broseph.",
     no_args_is_help=True,
     add_completion=False,
+    # Errors are reported by main() as one line; a pretty traceback would show local variables.
+    pretty_exceptions_enable=False,
 )
 cli.add_typer(ingress_cli, name="ingress")
 cli.add_typer(jobs_cli, name="jobs")
 cli.command("health")(health_command)
 cli.command("dashboard")(dashboard_command)
+
+# Set by the --debug option of the callback, read by main() when a command fails.
+_debug = False
+
+
+@cli.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, print the traceback too.")
+    ] = False,
+) -> None:
+    """
+    Broseph jobs: the Postgres-native background job service of Broseph.
+    """
+    global _debug
+    _debug = debug
 
 
 def _setup_logging() -> None:
@@ -61,11 +89,11 @@ def worker(
     """
     Run a worker (same as `procrastinate --app broseph.worker.app worker`, with our logging).
     """
-    from broseph.worker import app, worker_options
-
-    _setup_logging()
     settings = get_settings()
     db.database_url(settings)
+    from broseph.worker import app, worker_options
+
+    _setup_logging()  # after the import: building the app logs every registration at INFO
     options = worker_options(settings)
     if concurrency is not None:
         options["concurrency"] = concurrency
@@ -93,8 +121,9 @@ def enqueue(
     """
     from broseph import enqueue as enqueuing
 
+    payload = _payload(job_type, _json_object(params))
+
     async def run() -> str:
-        payload = enqueuing.payload_for(job_type, json.loads(params))
         async with await db.connect(get_settings()) as conn:
             record_id = await enqueuing.enqueue(
                 conn, payload, idempotency_key=idempotency_key, source="cli"
@@ -102,7 +131,64 @@ def enqueue(
             await conn.commit()
         return str(record_id)
 
-    typer.echo(asyncio.run(run()))
+    refused: problems.Problem | None = None
+    try:
+        typer.echo(asyncio.run(run()))
+        return
+    except psycopg.errors.DataException as exc:  # broseph.enqueue's own checks (SQLSTATE 22…)
+        refused = problems.Problem(
+            f"enqueue refused: {exc.diag.message_primary}",
+            "fix the params or options",
+            exit_code=problems.FIX_CONFIG,
+        )
+    raise refused
+
+
+def _payload(job_type: str, params: dict[str, Any]) -> JobPayload:
+    from broseph import enqueue as enqueuing
+    from broseph import jobs
+
+    problem: problems.Problem | None = None
+    try:
+        return enqueuing.payload_for(job_type, params)
+    except jobs.UnknownJobType as exc:
+        problem = problems.Problem(
+            f"unknown job type {job_type!r}",
+            f"use one of {', '.join(sorted(jobs.CATALOGUE))}",
+            exit_code=problems.FIX_CONFIG,
+        )
+        problem.origin = exc
+    except pydantic.ValidationError as exc:
+        found = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+            for err in exc.errors(include_input=False)[:5]
+        )
+        problem = problems.Problem(
+            f"invalid params for {job_type}: {found}", "fix PARAMS", exit_code=problems.FIX_CONFIG
+        )
+        problem.origin = exc
+    raise problem
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    problem: problems.Problem | None = None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = problems.Problem(
+            f"PARAMS is not valid JSON ({exc.msg} at column {exc.colno})",
+            'pass one JSON object in single quotes, e.g. \'{"group_id": "…"}\'',
+            exit_code=problems.FIX_CONFIG,
+        )
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = problems.Problem(
+            f"PARAMS is a JSON {type(value).__name__}, not an object",
+            'pass one JSON object, e.g. \'{"group_id": "…"}\'',
+            exit_code=problems.FIX_CONFIG,
+        )
+    raise problem
 
 
 @cli.command()
@@ -122,4 +208,12 @@ def demo(
 
 
 def main() -> None:
-    cli()
+    """
+    The console script: run the command; an error becomes one line (problems.report).
+    """
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        sys.exit(problems.report(exc, debug=_debug))

@@ -4,6 +4,7 @@ Connection helpers (psycopg 3): one place that knows how settings map to connect
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 from collections.abc import AsyncIterator
@@ -14,10 +15,17 @@ from psycopg import abc
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq import Format
+import structlog
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from broseph.settings import Settings
+from broseph import problems
+from broseph.settings import Settings, reveal
+
+logger = structlog.get_logger("broseph.db")
+# Seconds one connection attempt may take (libpq waits for the OS's TCP timeout, minutes, when a
+# host drops packets); a retry follows when the error is transient.
+CONNECT_TIMEOUT = 10
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -30,11 +38,12 @@ def database_url(settings: Settings) -> str:
     """
     The configured URL, or a clear error telling the operator what to set.
     """
-    if not settings.database_url:
+    url = reveal(settings.database_url)
+    if not url:
         raise DatabaseNotConfigured(
             "DATABASE_URL is not set (see .env.example); `broseph demo` runs without one."
         )
-    return settings.database_url
+    return url
 
 
 # --- times Python cannot hold ------------------------------------------------------------------
@@ -120,14 +129,59 @@ async def connect(
     settings: Settings, *, url: str | None = None, autocommit: bool = False
 ) -> psycopg.AsyncConnection[DictRow]:
     """
-    One connection returning dict rows; the caller owns its transaction.
+    One connection returning dict rows; the caller owns its transaction. A failure to connect
+    raises a `problems.Problem` naming the cause and the fix.
     """
-    return await psycopg.AsyncConnection.connect(
-        url or database_url(settings),
-        autocommit=autocommit,
-        row_factory=dict_row,
-        **connection_kwargs(settings),
-    )
+    failure: problems.Problem | None = None
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url or database_url(settings),
+            autocommit=autocommit,
+            row_factory=dict_row,
+            connect_timeout=CONNECT_TIMEOUT,
+            **connection_kwargs(settings),
+        )
+    except psycopg.Error as exc:
+        failure = problems.connect_problem(exc)
+    raise failure.alone()
+
+
+async def reach(url: str, *, patience: float, **kwargs: Any) -> None:
+    """
+    Make sure the database at `url` accepts a connection, for a process that is starting.
+
+    A permanent failure (a malformed URL, an unknown host, database or role, a wrong password)
+    raises its `Problem` at once: retrying cannot fix it. A transient one (connection refused,
+    reset, the server starting or shutting down) is retried with backoff for up to `patience`
+    seconds, and raised after that.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay, warned = 0.1, False
+    while True:
+        failure: problems.Problem | None = None
+        remaining = deadline - loop.time()
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(2, min(CONNECT_TIMEOUT, round(remaining))), **kwargs
+            )
+        except psycopg.Error as exc:
+            failure = problems.connect_problem(exc)
+        else:
+            await conn.close()
+            if warned:
+                logger.info("database_available")
+            return
+        if not failure.transient:
+            raise failure.alone()
+        if loop.time() + delay > deadline:
+            failure.cause += f", still after {patience:g} s"
+            raise failure.alone()
+        if not warned:
+            warned = True
+            logger.warning("database_unavailable", error=str(failure), waiting_seconds=patience)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 @contextlib.asynccontextmanager

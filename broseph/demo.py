@@ -15,15 +15,16 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from pydantic import SecretStr
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from broseph import enqueue, logs, migrate, services, sql, worker
+from broseph import db, enqueue, logs, migrate, services, sql, worker
 from broseph.jobs import generate_prompt
 from broseph.jobs.process_engagement import ProcessEngagement
-from broseph.settings import Settings, get_settings
+from broseph.settings import Settings, get_settings, reveal
 
 TIME_ZONES = (
     "America/Los_Angeles",
@@ -45,7 +46,7 @@ def main(*, groups: int, data_dir: str) -> int:
     settings = get_settings()
     logs.configure(settings.log_format, "WARNING")
     console = Console()
-    url = settings.database_url
+    url = reveal(settings.database_url)
     server = None
     if not url:
         from broseph import embedded
@@ -59,7 +60,7 @@ def main(*, groups: int, data_dir: str) -> int:
         console.print(f"[dim]No DATABASE_URL: started an embedded Postgres in {data_dir}[/]")
         url = _fresh_database(url, "broseph_demo")
     try:
-        effective = settings.model_copy(update={"database_url": url})
+        effective = settings.model_copy(update={"database_url": SecretStr(url)})
         return asyncio.run(_run(effective, groups, console))
     finally:
         if server is not None:
@@ -81,11 +82,11 @@ def _fresh_database(server_url: str, name: str) -> str:
 
 
 async def _run(settings: Settings, n_groups: int, console: Console) -> int:
-    assert settings.database_url
-    applied = await migrate.migrate(settings.database_url)
+    url = db.database_url(settings)
+    applied = await migrate.migrate(url)
     console.print(f"migrations applied: {len(applied)}")
     since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
-    group_ids = await _seed(settings.database_url, n_groups)
+    group_ids = await _seed(url, n_groups)
     console.print(f"seeded {len(group_ids)} groups in {min(n_groups, len(TIME_ZONES))} time zones")
 
     app = worker.create_app(settings)

@@ -54,13 +54,14 @@ async def run(
 ) -> None:
     job = context.job
     log = logger.bind(job_type=job_type.name, job_id=job.id, attempt=job.attempts + 1)
-    svc = services.for_app(context.app)
     started = time.perf_counter()
     record_id: uuid.UUID | None = None
     reporter: records.ProgressReporter | None = None
     try:
         record_id = _record_id(kwargs)
         log = log.bind(record_id=str(record_id))
+        # Inside the try: whatever fails, even getting the services, reaches the record.
+        svc = services.for_app(context.app)
         reporter = records.progress_reporter(svc.pool, record_id)
         run_ = await _prepare(job_type, svc, record_id, context, log, reporter)
         payload = _payload(job_type, run_, kwargs)
@@ -74,9 +75,7 @@ async def run(
     except BaseException as exc:
         failure = _as_abort(exc, context)
         last_progress = await reporter.settle() if reporter is not None else None
-        await _failed(
-            job_type, strategy, context, record_id, failure, log, started, svc, last_progress
-        )
+        await _failed(job_type, strategy, context, record_id, failure, log, started, last_progress)
         if failure is exc:
             raise
         raise failure from None
@@ -159,10 +158,9 @@ async def _failed(
     exc: BaseException,
     log: structlog.stdlib.BoundLogger,
     started: float,
-    svc: services.Services,
     last_progress: tuple[int, str] | None,
 ) -> None:
-    error = scrub(f"{type(exc).__name__}: {exc}")[:2000]
+    error = describe(exc)
     aborted = isinstance(exc, exceptions.JobAborted)
     decision = (
         strategy.get_retry_decision(exception=exc, job=context.job)
@@ -171,7 +169,8 @@ async def _failed(
     )
     if record_id is not None:
         try:
-            await records.note_error(svc.pool, record_id, error, progress=last_progress)
+            pool = services.pool_of(context.app)
+            await records.note_error(pool, record_id, error, progress=last_progress)
         except Exception as note_exc:  # the database may be the very thing that failed
             log.warning("job_error_not_recorded", error=scrub(str(note_exc))[:500])
     elapsed = time.perf_counter() - started
@@ -187,6 +186,17 @@ async def _failed(
         aborted=aborted,
         duration_ms=round(elapsed * 1000, 1),
     )
+
+
+def describe(exc: BaseException) -> str:
+    """
+    An attempt's failure for the record and the log: never empty (at least the exception's
+    type), scrubbed (before it is cut: a cut could split a secret the scrubber then misses), at
+    most 2,000 characters.
+    """
+    message = str(exc).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return scrub(text)[:2000]
 
 
 def _retry_seconds(decision: RetryDecision | None) -> float | None:

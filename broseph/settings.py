@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # --- database -------------------------------------------------------------------------
-    database_url: str | None = Field(
+    # Secret (it carries the password): read it through `db.database_url(settings)`; its repr,
+    # and so any traceback or log showing a Settings object, prints '**********'.
+    database_url: SecretStr | None = Field(
         default=None,
         description="Postgres URL. Unset: `broseph demo` starts an embedded Postgres.",
     )
@@ -69,7 +71,8 @@ class Settings(BaseSettings):
     push_test_pause_after_send: float = Field(default=0.0, ge=0)
 
     # --- BullMQ ingress -------------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379"
+    # Secret: redis://:PASSWORD@host carries one. Read it with `reveal(settings.redis_url)`.
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379")
     ingress_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["broseph-jobs"])
     ingress_concurrency: int = Field(default=10, ge=1)
     ingress_max_payload_bytes: int = Field(default=16384, ge=256)
@@ -108,6 +111,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def reveal(value: SecretStr | str | None) -> str | None:
+    """
+    The plain text of a secret setting, for the one place that connects with it. (A str when a
+    copy was made with `model_copy(update=…)`, which skips validation.)
+    """
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 @lru_cache(maxsize=1)

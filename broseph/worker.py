@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import select
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, LiteralString
 
 import procrastinate
 import psycopg
 import psycopg_pool
+import pydantic
 from procrastinate import job_context
 from procrastinate import sql as procrastinate_sql
 from psycopg.rows import DictRow
 
-from broseph import db, jobs, lifecycle, records, services, sql
+from broseph import db, jobs, lifecycle, problems, records, services, sql
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
 from broseph.ops.connector import ResilientConnector
 from broseph.ops.worker_app import WorkerApp
-from broseph.settings import Settings, get_settings
+from broseph.settings import Settings, get_settings, reveal
 
 
 class WorkerConnector(ResilientConnector):
@@ -46,6 +48,21 @@ class WorkerConnector(ResilientConnector):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fetched = records.Fetched()
+        self._conninfo: str = kwargs.get("conninfo", "")
+        self._connect_kwargs: dict[str, Any] = kwargs.get("kwargs", {})
+
+    async def open_async(self, pool: psycopg_pool.AsyncConnectionPool[Any] | None = None) -> None:
+        """
+        Open the pool once the database is known to accept a connection: a wrong URL or
+        password fails here at once with its cause (`problems`), instead of the pool retrying
+        it for its whole timeout and ending in a PoolTimeout; a database that is starting or
+        down is waited for, up to DB_OUTAGE_TIMEOUT.
+        """
+        if pool is None and self._async_pool is None:
+            if not self._conninfo:
+                raise problems.explain(db.DatabaseNotConfigured()).alone()
+            await db.reach(self._conninfo, patience=self.outage_timeout, **self._connect_kwargs)
+        await super().open_async(pool)
 
     async def execute_query_one_async(
         self, query: LiteralString, **arguments: Any
@@ -105,7 +122,7 @@ def make_connector(settings: Settings, *, url: str | None = None) -> procrastina
     return WorkerConnector(
         pool_factory=_pool,
         outage_timeout=settings.db_outage_timeout,
-        conninfo=url or settings.database_url or "",
+        conninfo=url or reveal(settings.database_url) or "",
         # Handlers share this pool with procrastinate's fetch/finish; one spare for the
         # LISTEN connection and one for periodic deferral.
         min_size=1,
@@ -136,14 +153,18 @@ def create_app(
     *,
     connector: procrastinate.PsycopgConnector | None = None,
     periodic: bool = True,
+    owns_logging: bool = False,
 ) -> procrastinate.App:
     """
     A fully registered App: every job type of the catalogue plus (unless `periodic` is False,
-    as in tests that must control every job) the periodic tasks.
+    as in tests that must control every job) the periodic tasks. `owns_logging`: opening the
+    app configures the process's logging from the settings (an app a process is started with,
+    e.g. by `procrastinate --app …`); an app embedded in a program leaves that to the program.
     """
     settings = settings or get_settings()
     app = WorkerApp(
         settings=settings,
+        owns_logging=owns_logging,
         connector=connector or make_connector(settings),
         worker_defaults=worker_options(settings),  # type: ignore[arg-type]
     )
@@ -165,4 +186,15 @@ def _register_periodic(app: procrastinate.App, settings: Settings, periodic: Per
     app.periodic(cron=periodic.cron(settings), periodic_id=periodic.name)(registered)
 
 
-app = create_app()
+def _operators_app() -> procrastinate.App:
+    try:
+        settings = get_settings()
+    except pydantic.ValidationError as exc:
+        # procrastinate's CLI reports a failed import as "invalid load_app value" and its usage,
+        # never why: say why, and stop there.
+        sys.stderr.write(f"error: {problems.settings_problem(exc)}\n")
+        raise SystemExit(problems.FIX_CONFIG) from None
+    return create_app(settings, owns_logging=True)
+
+
+app = _operators_app()

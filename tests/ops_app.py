@@ -66,7 +66,7 @@ NAP_LOCKED = JobType(
     backoff_base_seconds=0.2,
 )
 
-app = worker.create_app()
+app = worker.create_app(owns_logging=True)  # like broseph.worker.app: scrubbed logs
 for _job_type in (NAP, NAP_LOCKED):
     lifecycle.register(app, _job_type)
 

@@ -83,3 +83,49 @@ def test_a_raw_procrastinate_worker_keeps_its_per_job_lines(capsys):
     logs.configure("json", "INFO", procrastinate_job_lines=True)
     logging.getLogger("procrastinate.worker").info("Starting job", extra={"action": "start_job"})
     assert json.loads(capsys.readouterr().err)["action"] == "start_job"
+
+
+PASSWORD = "Pw-7d1c0ffee-not-for-logs"
+URL = f"postgresql://app:{PASSWORD}@db.example:5432/x"
+
+
+def _fail() -> None:
+    url = URL  # a local holding the password: tracebacks with locals would print it
+    raise RuntimeError(f"cannot use {url}")
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_tracebacks_are_plain_scrubbed_and_show_no_locals(capsys, log_format):
+    """
+    procrastinate logs a failed job with exc_info after the except block (so there is no
+    "current exception" any more); our own code may log inside one. Both come out with their
+    traceback, scrubbed, without local variables.
+    """
+    logs.configure(log_format, "INFO")
+    try:
+        _fail()
+    except RuntimeError as exc:
+        error = exc
+        structlog.get_logger("broseph.test").exception("ours_failed")
+    logging.getLogger("procrastinate.worker").error(
+        "Job x[1]() ended with status: Error", exc_info=error, extra={"action": "job_error"}
+    )
+    out = capsys.readouterr().err
+    assert PASSWORD not in out
+    assert out.count("Traceback (most recent call last)") == 2
+    assert out.count(f"RuntimeError: cannot use postgresql://app:{logs.REDACTED}@db.example") == 2
+    assert "─ locals ─" not in out and "url = '" not in out  # rich's locals panel, a repr
+    if log_format == "json":
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert [line["event"] for line in lines] == [
+            "ours_failed",
+            "Job x[1]() ended with status: Error",
+        ]
+        assert all("Traceback" in line["exception"] for line in lines)
+
+
+def test_a_log_value_of_any_type_survives_redaction(capsys):
+    logs.configure("json", "INFO")
+    structlog.get_logger("t").info("x", pair=("a", 1), items=["Bearer abc.def"], n=None)
+    event = json.loads(capsys.readouterr().err)
+    assert event["pair"] == ["a", 1] and event["items"] == [logs.REDACTED] and event["n"] is None

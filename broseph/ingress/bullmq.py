@@ -33,7 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from broseph import db, jobs, metrics
 from broseph.ingress import IngressHealth, batcher, mapping, sink
 from broseph.logs import scrub
-from broseph.settings import Settings
+from broseph.settings import Settings, reveal
 
 logger = structlog.get_logger("broseph.ingress")
 
@@ -194,7 +194,7 @@ class BullMQIngress:
 
     def _worker(self, queue: str) -> Any:
         options = {
-            "connection": worker_redis_url(self.settings.redis_url),
+            "connection": worker_redis_url(reveal(self.settings.redis_url) or ""),
             "concurrency": self.concurrency,
             "autorun": False,
             "name": "broseph-ingress",
@@ -218,7 +218,7 @@ class BullMQIngress:
         Redis answers (PING); warn when its eviction policy could drop queue data.
         """
         client = aioredis.from_url(
-            self.settings.redis_url,
+            reveal(self.settings.redis_url) or "",
             socket_connect_timeout=2,
             socket_timeout=2,
             retry=Retry(NoBackoff(), 0),

@@ -16,10 +16,12 @@ import json
 import signal
 from typing import TYPE_CHECKING, Annotated
 
+import psycopg
 import typer
 
-from broseph import db, logs
-from broseph.settings import Settings, get_settings
+from broseph import db, logs, migrate
+from broseph.problems import FIX_CONFIG, Problem
+from broseph.settings import Settings, get_settings, reveal
 
 if TYPE_CHECKING:
     from broseph.ingress import Ingress, quarantine
@@ -58,18 +60,74 @@ def bullmq_command(
     from broseph.ingress import mapping
 
     settings = _settings()
-    db.database_url(settings)
+    url = db.database_url(settings)
     try:
         from broseph.ingress.bullmq import BullMQIngress
     except ImportError as exc:
-        typer.echo(f"the BullMQ ingress needs the extra: pip install 'broseph[bullmq]' ({exc})")
-        raise typer.Exit(2) from None
+        raise Problem(
+            f"the BullMQ ingress needs the bullmq extra ({exc})",
+            "pip install 'broseph[bullmq]'",
+            exit_code=FIX_CONFIG,
+        ) from None
     try:
         ingress = BullMQIngress(settings, queues=queue or None, concurrency=concurrency)
     except mapping.InvalidMapping as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise Problem(str(exc), "fix INGRESS_JOB_MAP", exit_code=FIX_CONFIG) from None
+    asyncio.run(_checked(settings, url))
     asyncio.run(serve(ingress))
+
+
+async def _checked(settings: Settings, url: str) -> None:
+    """
+    Fail at once on what waiting cannot fix — a malformed URL, a wrong password, an unknown
+    database — and start anyway when Postgres or Redis is merely down: the ingress waits for
+    both (see README, "When things fail").
+    """
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+    from redis.connection import parse_url
+
+    redis_url = reveal(settings.redis_url) or ""
+    problem: Problem | None = None
+    try:
+        parse_url(redis_url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        problem = Problem(
+            f"REDIS_URL is not a valid Redis URL ({exc})",
+            "expected redis://[:PASSWORD@]HOST:6379[/DB]",
+            exit_code=FIX_CONFIG,
+        )
+    else:
+        client = aioredis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            await client.ping()
+        except redis_errors.AuthenticationError as exc:
+            problem = Problem(
+                f"Redis refused the credentials in REDIS_URL ({exc})",
+                "fix the user or password in REDIS_URL",
+                exit_code=FIX_CONFIG,
+            )
+        except (redis_errors.RedisError, OSError):
+            pass  # down or starting: the ingress keeps reconnecting
+        finally:
+            await client.aclose()
+    if problem is not None:
+        raise problem
+    try:
+        await db.reach(url, patience=0, **db.connection_kwargs(settings))
+    except Problem as unreachable:
+        if not unreachable.transient:
+            raise
+        return
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, **db.connection_kwargs(settings)
+    ) as conn:
+        missing = await migrate.pending(conn)
+    if missing:
+        raise Problem(
+            f"the database is not migrated ({len(missing)} migration(s) pending)",
+            "run `broseph migrate`",
+        )
 
 
 async def serve(ingress: Ingress) -> None:
@@ -130,8 +188,7 @@ def replay_command(
     try:
         routes = mapping.routes_from(settings)
     except mapping.InvalidMapping as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise Problem(str(exc), "fix INGRESS_JOB_MAP", exit_code=FIX_CONFIG) from None
 
     async def run() -> quarantine.Replayed:
         async with await db.connect(settings) as conn:
@@ -142,11 +199,12 @@ def replay_command(
     try:
         replayed = asyncio.run(run())
     except quarantine.NotQuarantined as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
+        raise Problem(str(exc), "see `broseph ingress quarantine list --all`") from None
     except (mapping.Rejected, sink.Refused) as exc:
-        typer.echo(f"still rejected: {exc.reason}", err=True)
-        raise typer.Exit(1) from None
+        raise Problem(
+            f"still rejected: {exc.reason}",
+            "fix the cause (INGRESS_JOB_MAP, a job type, a limit), then replay it again",
+        ) from None
     suffix = " (already replayed)" if replayed.already else ""
     typer.echo(f"{replayed.record_id}{suffix}")
 

@@ -157,6 +157,9 @@ class JobType:
     # Exponential backoff: base * 2**(attempt-1) seconds, capped.
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 600.0
+    # Outside services the handler uses ("push", "ai"): a worker whose queues hold no job type
+    # using one neither checks nor builds it (broseph/services.py).
+    uses: frozenset[str] = frozenset()
 
 
 # --- SQL field spec --------------------------------------------------------------------------

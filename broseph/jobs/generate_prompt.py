@@ -325,6 +325,7 @@ JOB = JobType(
     # before the last attempt settles for the offline bank.
     max_attempts=4,
     backoff_base_seconds=30.0,
+    uses=frozenset({"ai"}),
 )
 
 PERIODIC = (Periodic(name="prompt_fanout", cron=prompt_cron, run=fan_out),)

@@ -353,6 +353,7 @@ JOB = JobType(
     max_attempts=8,
     backoff_base_seconds=5.0,
     backoff_cap_seconds=300.0,
+    uses=frozenset({"push"}),
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from broseph import db, migrate, sql
+from broseph import db, migrate, problems, sql
 from broseph.settings import Settings
 
 
@@ -59,7 +59,7 @@ async def check(
             **db.connection_kwargs(settings),
         )
     except psycopg.Error as exc:
-        health.problems.append(f"database unreachable: {str(exc).strip()[:300]}")
+        health.problems.append(f"database unreachable: {problems.connect_problem(exc)}")
         return health
     async with conn:
         health.database = True
