@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg import abc
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq import Format
-import structlog
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
