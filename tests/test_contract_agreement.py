@@ -29,6 +29,15 @@ from tests.enqueue_calls import statement
 
 
 @pytest.fixture
+def db_url(profile_db_url: str) -> str:
+    """
+    Both profiles (tests/profiles.py): the contract is the same on plain PostgreSQL and on a
+    Supabase-like database, where enqueue runs as Supabase's non-superuser postgres.
+    """
+    return profile_db_url
+
+
+@pytest.fixture
 def sql_face(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(db_url) as conn:
         yield conn

@@ -18,6 +18,16 @@ from broseph import enqueue
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests.enqueue_calls import Answer, Raw, attempt
 
+
+@pytest.fixture
+def db_url(profile_db_url: str) -> str:
+    """
+    Both profiles (tests/profiles.py): every refusal names its argument on plain PostgreSQL and on
+    a Supabase-like database alike.
+    """
+    return profile_db_url
+
+
 MB = 1_000_000
 _NOW = datetime.datetime.now(datetime.UTC)
 GROUP = "6f1c1c8e-2b7a-4f0e-9a51-0c3c2d1e4f5a"

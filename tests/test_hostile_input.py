@@ -36,6 +36,16 @@ from tests.conftest import wait_until
 from tests.enqueue_calls import ARGUMENTS, Answer, Raw, attempt_sync
 from tests.payload_strategies import HUGE, JSON, TEXT
 
+
+@pytest.fixture
+def db_url(profile_db_url: str) -> str:
+    """
+    Security tests run on both profiles (tests/profiles.py): plain PostgreSQL and Supabase-like,
+    where the worker and the storm connect as Supabase's non-superuser postgres.
+    """
+    return profile_db_url
+
+
 EXAMPLES = 1100
 TERMINAL = ("completed", "failed", "cancelled")
 SPECS = {name: field_spec(job_type.payload) for name, job_type in jobs.CATALOGUE.items()}
