@@ -61,17 +61,25 @@ def worker(
     """
     Run a worker (same as `procrastinate --app broseph.worker.app worker`, with our logging).
     """
-    from broseph.worker import app, worker_options
+    from broseph import engine
 
-    _setup_logging()
-    settings = get_settings()
-    db.database_url(settings)
-    options = worker_options(settings)
-    if concurrency is not None:
-        options["concurrency"] = concurrency
-    if queue:
-        options["queues"] = queue
-    asyncio.run(_run_worker(app, options))
+    try:
+        # Importing the app builds the seam, which checks the installed procrastinate; a
+        # starting worker checks the database's procrastinate schema (broseph/engine.py).
+        from broseph.worker import app, worker_options
+
+        _setup_logging()
+        settings = get_settings()
+        db.database_url(settings)
+        options = worker_options(settings)
+        if concurrency is not None:
+            options["concurrency"] = concurrency
+        if queue:
+            options["queues"] = queue
+        asyncio.run(_run_worker(app, options))
+    except (engine.IncompatibleProcrastinate, engine.SchemaMismatch) as exc:
+        typer.echo(f"broseph worker: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _run_worker(app: object, options: dict[str, object]) -> None:
