@@ -11,7 +11,8 @@ calls them; the fetch (procrastinate's `fetch_job` selects exactly the job colum
 `fetch_job_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
 the package (the functions and columns broseph's migrations and queries use, with argument types;
 the error text of an already-recorded finish or retry; the NOTIFY channels and payload); its
-upgrade files (each recognisable in a database, broseph/queries/procrastinate.sql).
+upgrade files (each recognisable in a database, broseph/queries/procrastinate.sql); its registry
+of periodic tasks, which the overview reads (`schedules`).
 
 The database side is checked when a worker starts (`WorkerJobManager.register_worker`): its
 procrastinate schema at the installed package's version, and what broseph relies on and put on
@@ -19,7 +20,11 @@ procrastinate's objects in place (broseph/procrastinate_schema.py); else SchemaM
 
 The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record: the
 fetch (`broseph.fetch_job`, migrations/0016) reads the record in the same statement, and the job
-the lifecycle receives carries it (`FetchedJob.record`, read with `record_of`).
+the lifecycle receives carries it (`FetchedJob.record`, read with `record_of`). Batching (fetch K
+jobs per statement, finish in grouped statements with the lifecycle's writes folded in) belongs
+in `WorkerJobManager`: procrastinate's Worker asks it for one job at a time (`fetch_job`) and
+reports each outcome to it (`finish_job`, `retry_job`); the worker's last call to it
+(`unregister_worker`) is where jobs fetched but never started can be released unspent.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ import inspect
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, LiteralString, TypeVar, cast
 
 import attr
 import procrastinate
 import psycopg
-from procrastinate import connector, exceptions, manager, schema, sql
+from procrastinate import blueprints, connector, exceptions, manager, periodic, schema, sql
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import worker as procrastinate_worker
 from psycopg.rows import DictRow
@@ -75,6 +81,7 @@ class Internals:
         self.version = procrastinate.__version__
         problems = [
             *_signatures(),
+            *_periodic_registry(),
             *_worker_calls(),
             *_fetch_columns(),
             *_packaged_sql(schema.SchemaManager.get_schema()),
@@ -316,6 +323,35 @@ def install(app: procrastinate.App) -> None:
     app.job_manager = WorkerJobManager(app.connector)
 
 
+# --- the periodic tasks of an app ---
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """
+    A periodic task as registered on an app: known without a database.
+    """
+
+    task_name: str
+    periodic_id: str
+    cron: str
+    _periodic: periodic.PeriodicTask[Any, Any, Any] = field(repr=False, compare=False)
+
+    def next_due(self, now: datetime.datetime) -> datetime.datetime:
+        """
+        The next time the task is due after `now`, computed as procrastinate's worker computes it.
+        """
+        stamp = self._periodic.croniter.get_next(ret_type=float, start_time=now.timestamp())
+        return datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+
+
+def schedules(app: procrastinate.App) -> list[Schedule]:
+    return [
+        Schedule(task.task.name, task.periodic_id, task.cron, task)
+        for task in app.periodic_registry.periodic_tasks.values()
+    ]
+
+
 # --- the checks ----------------------------------------------------------------------------------
 
 # Methods overridden here: their parameters must still be procrastinate's.
@@ -369,6 +405,23 @@ def _signatures() -> list[str]:
     if "{channel_name}" not in sql.queries.get("listen_queue", ""):
         problems.append("the listen_queue query no longer takes {channel_name}")
     return problems
+
+
+def _periodic_registry() -> list[str]:
+    blueprint = blueprints.Blueprint()
+    try:
+
+        def probe(timestamp: int) -> None:
+            """A periodic task every 5 minutes, to read back."""
+
+        blueprint.periodic(cron="*/5 * * * *", periodic_id="probe")(blueprint.task(probe))
+        [found] = schedules(cast(procrastinate.App, blueprint))
+        due = found.next_due(datetime.datetime.fromtimestamp(0, datetime.UTC)).timestamp()
+    except Exception as exc:  # any change in how periodic tasks are registered or read
+        return [f"its periodic task registry changed ({type(exc).__name__}: {exc})"]
+    if (found.periodic_id, found.cron, due) != ("probe", "*/5 * * * *", 300.0):
+        return ["its periodic task registry reads back differently"]
+    return []
 
 
 def _worker_calls() -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import procrastinate
 import psycopg
 import pytest
-from procrastinate import exceptions, jobs, manager, schema, sql
+from procrastinate import exceptions, jobs, manager, periodic, schema, sql
 from procrastinate import worker as procrastinate_worker
 
 from broseph import engine, migrate, procrastinate_schema, records
@@ -135,6 +135,13 @@ def _new_upgrade_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     )
 
 
+def _periodic_registry_renamed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def __init__(self: periodic.PeriodicRegistry) -> None:
+        self.tasks: dict[Any, Any] = {}
+
+    monkeypatch.setattr(periodic.PeriodicRegistry, "__init__", __init__)
+
+
 CHANGES: dict[str, tuple[Callable[[pytest.MonkeyPatch, Path], None], str]] = {
     "private method gone": (_private_method_gone, "PsycopgConnector._loop_notify is gone"),
     "fetch_job's parameters": (
@@ -166,6 +173,11 @@ CHANGES: dict[str, tuple[Callable[[pytest.MonkeyPatch, Path], None], str]] = {
     ),
     "column": (_column_dropped, "table procrastinate_jobs lacks worker_id"),
     "NOTIFY": (_notify_channel_changed, "its job_inserted NOTIFY (channels or payload) changed"),
+    "periodic registry": (
+        _periodic_registry_renamed,
+        "its periodic task registry changed (AttributeError: 'PeriodicRegistry' object has no"
+        " attribute 'periodic_tasks')",
+    ),
     "upgrade file": (
         _new_upgrade_file,
         "it ships upgrade files broseph has not reviewed (03.11.00_01_pre_add_priority_bucket.sql;",
