@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ class State:
     base: str | None  # the recorded base (None: procrastinate's schema not installed)
     level: Level | None  # None: not installed, or not knowable (a newer version's base)
     pending: tuple[Upgrade, ...] = ()
-    newer: tuple[str, ...] = field(default=())  # what the installed package does not know
+    newer: tuple[str, ...] = ()  # what the installed package does not know
     upgrades: int = 0  # upgrade files recorded after the base
 
     def describe(self) -> str:
