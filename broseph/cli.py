@@ -89,17 +89,25 @@ def worker(
     """
     Run a worker (same as `procrastinate --app broseph.worker.app worker`, with our logging).
     """
+    from broseph import engine
+
     settings = get_settings()
     db.database_url(settings)
-    from broseph.worker import app, worker_options
+    try:
+        # Importing the app builds the seam, which checks the installed procrastinate; a
+        # starting worker checks the database's procrastinate schema (broseph/engine.py).
+        from broseph.worker import app, worker_options
 
-    _setup_logging()  # after the import: building the app logs every registration at INFO
-    options = worker_options(settings)
-    if concurrency is not None:
-        options["concurrency"] = concurrency
-    if queue:
-        options["queues"] = queue
-    asyncio.run(_run_worker(app, options))
+        _setup_logging()  # after the import: building the app logs every registration at INFO
+        options = worker_options(settings)
+        if concurrency is not None:
+            options["concurrency"] = concurrency
+        if queue:
+            options["queues"] = queue
+        asyncio.run(_run_worker(app, options))
+    except (engine.IncompatibleProcrastinate, engine.SchemaMismatch) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _run_worker(app: object, options: dict[str, object]) -> None:

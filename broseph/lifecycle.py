@@ -24,7 +24,7 @@ from procrastinate.retry import RetryDecision
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from broseph import metrics, records, services
+from broseph import engine, metrics, records, services
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import JobRun, JobType
 from broseph.logs import scrub
@@ -117,9 +117,8 @@ async def _prepare(
     log: structlog.stdlib.BoundLogger,
     reporter: records.ProgressReporter,
 ) -> JobRun:
-    # Read with the queue row when the worker's connector fetched it (records.Fetched).
-    fetched: records.Fetched | None = getattr(context.app.connector, "fetched", None)
-    record = fetched.take(context.job.id) if fetched and context.job.id is not None else None
+    # Read with the queue row by the worker's fetch (broseph/engine.py); loaded otherwise.
+    record = engine.record_of(context.job)
     if record is None or record.id != record_id:
         record = await records.load(svc.pool, record_id)
     if record is None:

@@ -1,6 +1,9 @@
 """
-`broseph migrate`: procrastinate's schema when absent, then our ordered SQL files, then the
-always-run files (`migrations/always/`: the lock-down of the queue and of broseph's internals).
+`broseph migrate`: procrastinate's schema — installed when absent, else brought to the installed
+procrastinate's version by its own packaged upgrade files (broseph/procrastinate_schema.py) —
+then our ordered SQL files, then the always-run files (`migrations/always/`: what we put on
+procrastinate's objects, put back after an upgrade; the lock-down of the queue and of broseph's
+internals). Nothing is applied for a procrastinate the seam refuses (broseph/engine.py).
 
 Applied files are recorded with a SHA-256 checksum; a changed applied file is refused. A session
 advisory lock makes two concurrent runs (two pods starting at once) apply each file exactly once.
@@ -22,19 +25,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import procrastinate
 import psycopg
-from procrastinate import schema as procrastinate_schema
+from procrastinate import schema
 
-from broseph import adoption
+from broseph import adoption, engine, procrastinate_schema
 
 # Any constant works; it only has to be the same in every broseph process.
 _LOCK_KEY = 0x62726F73  # "bros"
-PROCRASTINATE_ENTRY = "procrastinate/schema.sql"
+PROCRASTINATE_ENTRY = procrastinate_schema.ENTRY
 # The migration that creates the domain tables, and how an adoption of them is recorded.
 DOMAIN = "0002_domain.sql"
 ADOPTED = "adopt/" + DOMAIN
 LOCKDOWN_NOTICE = "lock-down:"
+RESTORED_NOTICE = "restored:"  # always/procrastinate.sql
 
 Report = Callable[[str], None]
 
@@ -162,10 +165,7 @@ async def migrate(
                 DOMAIN not in already and await _check_adoptable(conn)
             )
             await conn.execute(_BOOTSTRAP)
-            if PROCRASTINATE_ENTRY not in already:
-                await _apply_procrastinate(conn)
-                done.append(PROCRASTINATE_ENTRY)
-                say(f"applied {PROCRASTINATE_ENTRY}")
+            done += await _procrastinate(conn, already, say)
             for migration in load_migrations(directory):
                 if _is_current(migration, already.get(migration.name)):
                     continue
@@ -252,7 +252,7 @@ async def _apply_always(
 
     def collect(diagnostic: psycopg.errors.Diagnostic) -> None:
         message = diagnostic.message_primary or ""
-        if message.startswith(LOCKDOWN_NOTICE):
+        if message.startswith((LOCKDOWN_NOTICE, RESTORED_NOTICE)):
             notices.append(message)
 
     conn.add_notice_handler(collect)
@@ -267,18 +267,58 @@ async def _apply_always(
     return notices
 
 
-async def _apply_procrastinate(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+async def _procrastinate(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], already: dict[str, str], say: Report
+) -> list[str]:
+    """
+    procrastinate's schema: installed (or a found one recorded), then every packaged upgrade file
+    newer than it applied in order, each in one transaction with its record.
+    """
+    try:
+        engine.internals()
+    except engine.IncompatibleProcrastinate as exc:
+        raise MigrationError(str(exc)) from None
+    done: list[str] = []
+    if PROCRASTINATE_ENTRY not in already:
+        await _install_procrastinate(conn, say)
+        done.append(PROCRASTINATE_ENTRY)
+        already = await applied(conn)
+    current = procrastinate_schema.state(already)
+    if current.newer:
+        raise MigrationError(current.problems()[0])
+    for upgrade in current.pending:
+        await _apply(conn, Migration(upgrade.entry, upgrade.sql))
+        done.append(upgrade.entry)
+        say(f"applied {upgrade.entry}")
+    return done
+
+
+async def _install_procrastinate(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], say: Report
+) -> None:
     cur = await conn.execute("SELECT to_regclass('public.procrastinate_jobs') IS NOT NULL")
     row = await cur.fetchone()
-    sql = procrastinate_schema.SchemaManager.get_schema()
+    records = [(PROCRASTINATE_ENTRY, procrastinate_schema.installed_checksum())]
     if row and row[0]:
-        # Installed by someone else (e.g. `procrastinate schema --apply`): adopt it as is.
-        sql = ""
-    migration = Migration(PROCRASTINATE_ENTRY, sql)
+        # Installed by someone else (e.g. `procrastinate schema --apply`, any 3.x): its level is
+        # read from the schema itself; the upgrade files it already holds are recorded as such.
+        found = await procrastinate_schema.found(procrastinate_schema.rows_on(conn))
+        try:
+            base, beyond = procrastinate_schema.adopt(found)
+        except ValueError as exc:
+            raise MigrationError(str(exc)) from None
+        records = [(PROCRASTINATE_ENTRY, base)]
+        records += [(upgrade.entry, procrastinate_schema.FOUND) for upgrade in beyond]
     async with conn.transaction():
-        if sql:
-            await conn.execute(sql.encode())
-        await conn.execute(
-            "INSERT INTO broseph.schema_migrations (name, checksum) VALUES (%s, %s)",
-            (migration.name, f"procrastinate {procrastinate.__version__}"),
-        )
+        if not (row and row[0]):
+            await conn.execute(schema.SchemaManager.get_schema().encode())
+        for name, checksum in records:
+            await conn.execute(
+                "INSERT INTO broseph.schema_migrations (name, checksum) VALUES (%s, %s)",
+                (name, checksum),
+            )
+    say(
+        f"applied {PROCRASTINATE_ENTRY}"
+        if not (row and row[0])
+        else f"adopted the procrastinate schema found in the database ({records[0][1]})"
+    )

@@ -11,7 +11,6 @@ trips around it (bench/processing.py measures the difference).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 import uuid
@@ -51,36 +50,18 @@ async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record |
     return Record(**row) if row else None
 
 
-class Fetched:
+def fetched(row: dict[str, Any]) -> Record | None:
     """
-    Records read in the same statement as their queue rows (`fetch_job_with_record`, run by the
-    worker's connector), kept until the lifecycle takes them: a job's record then costs no round
-    trip of its own. Bounded: a job no lifecycle runs (a periodic task has no record) cannot
-    make it grow.
+    Take the record columns (record_*) out of a row of the worker's fetch
+    (`fetch_job_with_record`, run by broseph/engine.py): the job's record, or None for a job
+    without one (a periodic tick) or no job at all.
     """
-
-    LIMIT = 1000
-
-    def __init__(self) -> None:
-        self._by_job: collections.OrderedDict[int, Record] = collections.OrderedDict()
-
-    def keep(self, row: dict[str, Any]) -> dict[str, Any]:
-        """
-        Take the record columns (record_*) out of a fetched row; keep the record by job id.
-        """
-        record = {key: row.pop(f"record_{key}") for key in _FETCHED_COLUMNS}
-        if row["id"] is not None and record["id"] is not None:
-            # The fetch's trigger has just moved the record to processing, attempt n + 1: the
-            # same values records.load would read a moment later.
-            self._by_job[row["id"]] = Record(
-                **record, status="processing", attempts=row["attempts"] + 1
-            )
-            while len(self._by_job) > self.LIMIT:
-                self._by_job.popitem(last=False)
-        return row
-
-    def take(self, job_id: int) -> Record | None:
-        return self._by_job.pop(job_id, None)
+    record = {key: row.pop(f"record_{key}") for key in _FETCHED_COLUMNS}
+    if row["id"] is None or record["id"] is None:
+        return None
+    # The fetch's trigger has just moved the record to processing, attempt n + 1: the same values
+    # load() would read a moment later.
+    return Record(**record, status="processing", attempts=row["attempts"] + 1)
 
 
 _FETCHED_COLUMNS = ("id", "job_type", "params", "max_attempts", "source")

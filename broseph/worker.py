@@ -9,83 +9,22 @@ Building the app connects to nothing; the pool opens when a worker or shell star
 
 from __future__ import annotations
 
-import contextlib
 import select
 import sys
-from collections.abc import AsyncIterator
-from typing import Any, LiteralString
+from typing import Any
 
 import procrastinate
 import psycopg
 import psycopg_pool
 import pydantic
 from procrastinate import job_context
-from procrastinate import sql as procrastinate_sql
-from psycopg.rows import DictRow
 
-from broseph import db, jobs, lifecycle, problems, records, services, sql
+from broseph import engine, jobs, lifecycle, problems, services
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
-from broseph.ops.connector import ResilientConnector
 from broseph.ops.worker_app import WorkerApp
 from broseph.settings import Settings, get_settings, reveal
-
-
-class WorkerConnector(ResilientConnector):
-    """
-    The worker's connector: procrastinate's, riding out database restarts
-    (broseph/ops/connector.py), with fewer round trips per job.
-
-    procrastinate runs each of its statements (fetch a job, finish it, retry it, heartbeat) alone
-    on a pooled connection, inside the pool's implicit transaction: BEGIN, the statement, COMMIT.
-    Here they run in autocommit — the same single-statement transaction, without two of its three
-    round trips. Statements on a caller's connection are left alone (the caller owns it). The
-    fetch also reads the job's record (`records.Fetched`), which the lifecycle would otherwise
-    load with a round trip of its own.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.fetched = records.Fetched()
-        self._conninfo: str = kwargs.get("conninfo", "")
-        self._connect_kwargs: dict[str, Any] = kwargs.get("kwargs", {})
-
-    async def open_async(self, pool: psycopg_pool.AsyncConnectionPool[Any] | None = None) -> None:
-        """
-        Open the pool once the database is known to accept a connection: a wrong URL or
-        password fails here at once with its cause (`problems`), instead of the pool retrying
-        it for its whole timeout and ending in a PoolTimeout; a database that is starting or
-        down is waited for, up to DB_OUTAGE_TIMEOUT.
-        """
-        if pool is None and self._async_pool is None:
-            if not self._conninfo:
-                raise problems.explain(db.DatabaseNotConfigured()).alone()
-            await db.reach(self._conninfo, patience=self.outage_timeout, **self._connect_kwargs)
-        await super().open_async(pool)
-
-    async def execute_query_one_async(
-        self, query: LiteralString, **arguments: Any
-    ) -> dict[str, Any]:
-        if query != _FETCH_JOB:
-            return await super().execute_query_one_async(query, **arguments)
-        row = await super().execute_query_one_async(sql.query("fetch_job_with_record"), **arguments)
-        return self.fetched.keep(row)
-
-    @contextlib.asynccontextmanager
-    async def _get_cursor(
-        self, connection: psycopg.AsyncConnection[Any] | None = None
-    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
-        if connection is not None:
-            async with super()._get_cursor(connection) as cursor:
-                yield cursor
-            return
-        async with self.pool.connection() as conn, db.autocommit(conn):
-            async with super()._get_cursor(conn) as cursor:
-                yield cursor
-
-
-_FETCH_JOB = procrastinate_sql.queries["fetch_job"]
 
 
 def _pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
@@ -114,12 +53,11 @@ async def _check_alive(conn: psycopg.AsyncConnection[Any]) -> None:
 
 def make_connector(settings: Settings, *, url: str | None = None) -> procrastinate.PsycopgConnector:
     """
-    procrastinate's psycopg connector, sized for the worker's concurrency; it rides out database
-    restarts (broseph/ops/connector.py) and spends one round trip per statement
-    (`WorkerConnector`, `_pool`).
+    The seam's connector (broseph/engine.py), sized for the worker's concurrency: it rides out
+    database restarts and spends one round trip per statement (with `_pool`).
     """
     kwargs: dict[str, Any] = connection_kwargs(settings)
-    return WorkerConnector(
+    return engine.WorkerConnector(
         pool_factory=_pool,
         outage_timeout=settings.db_outage_timeout,
         conninfo=url or reveal(settings.database_url) or "",
@@ -168,6 +106,7 @@ def create_app(
         connector=connector or make_connector(settings),
         worker_defaults=worker_options(settings),  # type: ignore[arg-type]
     )
+    engine.install(app)  # the seam's fetch, finish and start-up check
     for job_type in jobs.CATALOGUE.values():
         lifecycle.register(app, job_type)
     if periodic:

@@ -160,10 +160,9 @@ def _schedules(settings: Settings) -> list[overview.Schedule]:
     """
     The periodic tasks a worker with these settings runs (its app is built, never connected).
     """
-    from broseph import worker
+    from broseph import engine, worker
 
-    app = worker.create_app(settings)
-    return list(app.periodic_registry.periodic_tasks.values())
+    return engine.schedules(worker.create_app(settings))
 
 
 def _bars(values: list[int], hours: list[datetime.datetime]) -> Markup:

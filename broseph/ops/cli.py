@@ -384,6 +384,8 @@ def _print_health(report: health_module.Health) -> None:
         f"  database reachable; migrations pending: {len(report.pending_migrations)};"
         f" live workers: {report.live_workers} (lost: {report.lost_workers})"
     )
+    if report.procrastinate_schema:
+        console.print(f"  procrastinate schema: {report.procrastinate_schema}")
     console.print(
         _table(
             "queue rows",

@@ -2,11 +2,13 @@
 `broseph health`: is the job service able to do its work right now?
 
 Healthy means: the database answers, every migration is applied (`broseph.migrate.pending`),
-the lock-down holds (no client role reaches the queue or broseph's internals, RLS is on where
-broseph put it: `broseph.security_findings()`, migrations/always/lockdown.sql), at least
-`min_workers` workers have a heartbeat younger than RESCUE_AFTER_SECONDS, and (when a limit is
-given) no runnable job has waited longer than `max_pending_age` seconds. The report also carries
-queue depth by queue and status and the oldest pending age per queue.
+procrastinate's schema is the installed procrastinate's and what broseph relies on and put on it
+is in place (`broseph.procrastinate_schema.check`, as a starting worker checks), the lock-down
+holds (no client role reaches the queue or broseph's internals, RLS is on where broseph put it:
+`broseph.security_findings()`, migrations/always/lockdown.sql), at least `min_workers` workers
+have a heartbeat younger than RESCUE_AFTER_SECONDS, and (when a limit is given) no runnable job
+has waited longer than `max_pending_age` seconds. The report also carries the procrastinate
+schema's level, queue depth by queue and status and the oldest pending age per queue.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from broseph import db, migrate, problems, sql
+from broseph import db, migrate, problems, procrastinate_schema, sql
 from broseph.settings import Settings
 
 
@@ -25,6 +27,8 @@ from broseph.settings import Settings
 class Health:
     database: bool = False
     pending_migrations: list[str] = field(default_factory=list)
+    # The database's procrastinate schema level and its record, e.g. "03.04.00 (procrastinate …)".
+    procrastinate_schema: str = ""
     live_workers: int = 0
     lost_workers: int = 0
     depth: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +85,9 @@ async def _inspect(
         )
         if migrate.PROCRASTINATE_ENTRY in health.pending_migrations:
             return  # no queue tables to look at
+    report = await procrastinate_schema.check(procrastinate_schema.rows_on(conn))
+    health.procrastinate_schema = report.state.describe() if report.state else ""
+    health.problems += report.problems
     await _check_security(conn, health)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("workers"))

@@ -14,9 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from procrastinate import periodic
-
-from broseph import sql
+from broseph import engine, sql
 from broseph.ops import inspect
 
 Row = dict[str, Any]
@@ -24,9 +22,9 @@ ACTIVE = ("pending", "processing", "retrying")
 WINDOW = datetime.timedelta(hours=24)
 
 
-# A periodic task as registered on the worker app (procrastinate's registry): its name, id and
-# cron are known without a database.
-Schedule = periodic.PeriodicTask[Any, Any, Any]
+# A periodic task as registered on the worker app: its name, id and cron are known without a
+# database (read from procrastinate's registry by the seam, broseph/engine.py).
+Schedule = engine.Schedule
 
 
 @dataclass
@@ -115,8 +113,8 @@ def ticks(rows: list[Row], schedules: Iterable[Schedule], now: datetime.datetime
     """
     found: dict[tuple[str, str], Tick] = {}
     for schedule in schedules:
-        found[(schedule.task.name, schedule.periodic_id)] = Tick(
-            schedule.task.name,
+        found[(schedule.task_name, schedule.periodic_id)] = Tick(
+            schedule.task_name,
             schedule.periodic_id,
             schedule.cron,
             next_due=next_due(schedule, now),
@@ -138,8 +136,7 @@ def next_due(schedule: Schedule, now: datetime.datetime) -> datetime.datetime:
     """
     The next time the task is due after `now`, computed as procrastinate's worker computes it.
     """
-    stamp = schedule.croniter.get_next(ret_type=float, start_time=now.timestamp())
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+    return schedule.next_due(now)
 
 
 def _hours(since: datetime.datetime, now: datetime.datetime) -> list[datetime.datetime]:

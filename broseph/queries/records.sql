@@ -7,12 +7,12 @@ SELECT r.id, r.job_type, r.params, r.status, r.attempts,
  WHERE r.id = %(record_id)s;
 
 -- name: fetch_job_with_record
--- procrastinate's fetch_job (the same columns; worker.WorkerConnector runs this in its place) plus
--- the fetched job's record (record_*, NULL for a job without one), in the same statement: the
--- lifecycle needs no round trip of its own to load it. The outer SELECT reads the record as of the
--- statement's start — before the fetch's trigger moved it to processing, which changes neither its
--- params, nor its source, nor its retry budget. The fetch is ours (migrations/0016): a job
--- waiting for a later time does not block a due job with the same lock.
+-- procrastinate's fetch_job (the same columns; the seam, broseph/engine.py, runs this in its
+-- place) plus the fetched job's record (record_*, NULL for a job without one), in the same
+-- statement: the lifecycle needs no round trip of its own to load it. The outer SELECT reads the
+-- record as of the statement's start — before the fetch's trigger moved it to processing, which
+-- changes neither its params, nor its source, nor its retry budget. The fetch is ours
+-- (migrations/0016): a job waiting for a later time does not block a due job with the same lock.
 WITH job AS MATERIALIZED (
     SELECT * FROM broseph.fetch_job(%(queues)s::varchar[], %(worker_id)s)
 )

@@ -1,0 +1,539 @@
+"""
+procrastinate, the queue engine, behind one checked seam.
+
+Every use broseph makes of procrastinate beyond its documented API is in this module, and
+`Internals` checks all of it when the worker's connector is built (`import broseph.worker`,
+`broseph migrate`): after a procrastinate upgrade that changed any of it, nothing starts, with a
+message naming what changed (IncompatibleProcrastinate) — never a failure at the first fetch.
+Checked: the private PsycopgConnector methods the connector overrides or calls; the JobManager
+methods the worker calls and `WorkerJobManager` replaces, and that procrastinate's Worker still
+calls them; the fetch (procrastinate's `fetch_job` selects exactly the job columns of broseph's
+`fetch_job_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
+the package (the functions and columns broseph's migrations and queries use, with argument types;
+the error text of an already-recorded finish or retry; the NOTIFY channels and payload); its
+upgrade files (each recognisable in a database, broseph/queries/procrastinate.sql); its registry
+of periodic tasks, which the overview reads (`schedules`).
+
+The database side is checked when a worker starts (`WorkerJobManager.register_worker`): its
+procrastinate schema at the installed package's version, and what broseph relies on and put on
+procrastinate's objects in place (broseph/procrastinate_schema.py); else SchemaMismatch, one line.
+
+The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record: the
+fetch (`broseph.fetch_job`, migrations/0016) reads the record in the same statement, and the job
+the lifecycle receives carries it (`FetchedJob.record`, read with `record_of`). Batching (fetch K
+jobs per statement, finish in grouped statements with the lifecycle's writes folded in) belongs
+in `WorkerJobManager`: procrastinate's Worker asks it for one job at a time (`fetch_job`) and
+reports each outcome to it (`finish_job`, `retry_job`); the worker's last call to it
+(`unregister_worker`) is where jobs fetched but never started can be released unspent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime
+import enum
+import functools
+import inspect
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, LiteralString, TypeVar, cast
+
+import attr
+import procrastinate
+import psycopg
+import psycopg_pool
+from procrastinate import blueprints, connector, exceptions, manager, periodic, schema, sql
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate import worker as procrastinate_worker
+from psycopg.rows import DictRow
+
+from broseph import db, problems, procrastinate_schema, records
+from broseph import sql as broseph_sql
+from broseph.ops.connector import Patience, connection_lost, logger, since
+
+T = TypeVar("T")
+SchemaMismatch = procrastinate_schema.SchemaMismatch
+
+# A finish or retry retried after a lost connection finds the job no longer in `doing` when its
+# first try committed: procrastinate_finish_job_v1 / procrastinate_retry_job_v2 raise this.
+ALREADY_RECORDED = "Job was not found or "
+# What the worker is told after LISTEN comes back: "there may be new jobs" (a fetch follows).
+WAKE_UP = json.dumps({"type": "job_inserted", "job_id": None})
+# procrastinate's channels (broseph.rescue_lost_jobs, migrations/0009, notifies them too).
+CHANNELS = ("procrastinate_any_queue_v1", "procrastinate_queue_v1#")
+
+
+class IncompatibleProcrastinate(RuntimeError):
+    """
+    The installed procrastinate differs from what the seam was written against.
+    """
+
+
+class Internals:
+    """
+    Everything this module relies on in procrastinate, checked at construction.
+    """
+
+    def __init__(self) -> None:
+        self.version = procrastinate.__version__
+        problems = [
+            *_signatures(),
+            *_periodic_registry(),
+            *_worker_calls(),
+            *_fetch_columns(),
+            *_packaged_sql(schema.SchemaManager.get_schema()),
+            *_upgrade_files(),
+        ]
+        if problems:
+            raise IncompatibleProcrastinate(
+                f"procrastinate {self.version} differs from what broseph/engine.py was written"
+                f" against (3.10): {'; '.join(problems)} — update broseph/engine.py (and"
+                " procrastinate_schema.py) or install procrastinate 3.10"
+            )
+
+
+@functools.cache
+def internals() -> Internals:
+    return Internals()
+
+
+# --- the worker's connector ----------------------------------------------------------------------
+
+
+class _Mode(enum.Enum):
+    PATIENT = "patient"  # retried after a lost connection
+    ONCE = "once"  # never repeated: the first try may have committed
+    OUTCOME = "outcome"  # retried; "not found" after a loss means the first try committed
+
+
+_MODE: contextvars.ContextVar[_Mode] = contextvars.ContextVar(
+    "broseph_query", default=_Mode.PATIENT
+)
+
+
+@contextlib.contextmanager
+def _mode(mode: _Mode) -> Iterator[None]:
+    token = _MODE.set(mode)
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+def _already_recorded(exc: exceptions.ConnectorException) -> bool:
+    return ALREADY_RECORDED in str(exc.__cause__ or "")
+
+
+class WorkerConnector(procrastinate.PsycopgConnector):
+    """
+    procrastinate's psycopg connector, riding out database restarts (broseph/ops/connector.py),
+    with one round trip per statement.
+
+    procrastinate runs each of its statements (fetch, finish, retry, heartbeat) alone on a pooled
+    connection inside the pool's implicit transaction: BEGIN, the statement, COMMIT. Here they
+    run in autocommit — the same single-statement transaction without two of its three round
+    trips. Statements on a caller's connection are left alone (the caller owns it).
+    """
+
+    def __init__(self, *, outage_timeout: float, **kwargs: Any) -> None:
+        self.internals = internals()
+        # One wait for a pooled connection must not outlast the outage budget (psycopg_pool
+        # waits 30 s by default); handlers sharing the pool then fail and retry sooner too.
+        kwargs.setdefault("timeout", min(outage_timeout, 30.0))
+        super().__init__(**kwargs)
+        self.patience = Patience(outage_timeout)
+        self._conninfo: str = kwargs.get("conninfo", "")
+        self._connect_kwargs: dict[str, Any] = kwargs.get("kwargs", {})
+
+    async def open_async(self, pool: psycopg_pool.AsyncConnectionPool[Any] | None = None) -> None:
+        """
+        Open the pool once the database is known to accept a connection: a wrong URL or
+        password fails here at once with its cause (`problems`), instead of the pool retrying
+        it for its whole timeout and ending in a PoolTimeout; a database that is starting or
+        down is waited for, up to DB_OUTAGE_TIMEOUT.
+        """
+        if pool is None and self._async_pool is None:
+            if not self._conninfo:
+                raise problems.explain(db.DatabaseNotConfigured()).alone()
+            await db.reach(
+                self._conninfo, patience=self.patience.outage_timeout, **self._connect_kwargs
+            )
+        await super().open_async(pool)
+
+    @property
+    def gave_up(self) -> bool:
+        return self.patience.gave_up
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        mode = _MODE.get()
+        result = await self.patience.run(
+            call,
+            repeatable=mode is not _Mode.ONCE,
+            settled=_already_recorded if mode is _Mode.OUTCOME else None,
+        )
+        return cast(T, result)  # None only for a settled outcome, whose queries return nothing
+
+    async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
+        parent = super().execute_query_async
+        await self._patiently(lambda: parent(query, **arguments))
+
+    async def execute_query_one_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> dict[str, Any]:
+        parent = super().execute_query_one_async
+        return await self._patiently(lambda: parent(query, **arguments))
+
+    async def execute_query_all_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        parent = super().execute_query_all_async
+        return await self._patiently(lambda: parent(query, **arguments))
+
+    @contextlib.asynccontextmanager
+    async def _get_cursor(
+        self, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        if connection is not None:
+            async with super()._get_cursor(connection) as cursor:
+                yield cursor
+            return
+        async with self.pool.connection() as conn, db.autocommit(conn):
+            async with super()._get_cursor(conn) as cursor:
+                yield cursor
+
+    async def listen_notify(
+        self, on_notification: connector.Notify, channels: Iterable[str]
+    ) -> None:
+        """
+        procrastinate's LISTEN loop, re-established after every loss (stock 3.10 gives up, #1597).
+        """
+        channels = list(channels)
+        delay, lost_since = 0.05, None
+        while True:
+            try:
+                async with self._get_standalone_connection() as conn:
+                    for channel in channels:
+                        await conn.execute(
+                            self._make_dynamic_query(
+                                query=sql.queries["listen_queue"], channel_name=channel
+                            )
+                        )
+                    if lost_since is not None:
+                        logger.info("listen_restored", after_seconds=since(lost_since))
+                        await on_notification(channel=channels[0], payload=WAKE_UP)
+                    delay, lost_since = 0.05, None
+                    # Returns when the connection dies (procrastinate catches that error).
+                    await self._loop_notify(on_notification=on_notification, connection=conn)
+                error = "connection closed"
+            except (psycopg.Error, exceptions.ConnectorException) as exc:
+                if not connection_lost(exc):
+                    raise
+                error = str(exc.__cause__ or exc)[:300]
+            if lost_since is None:
+                lost_since = asyncio.get_running_loop().time()
+                logger.warning("listen_lost", error=error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+# --- the worker's fetch, finish and record hand-off ----------------------------------------------
+
+
+@attr.dataclass(frozen=True, kw_only=True)
+class FetchedJob(procrastinate_jobs.Job):
+    """
+    A job as the worker's fetch returns it: with its record, read in the same statement (None for
+    a job without one, e.g. a periodic tick). Kept out of procrastinate's log context.
+    """
+
+    record: records.Record | None = attr.ib(default=None, repr=False, eq=False)
+
+    def asdict(self) -> dict[str, Any]:
+        return attr.asdict(self, filter=lambda field, _value: field.name != "record")
+
+
+def record_of(job: procrastinate_jobs.Job) -> records.Record | None:
+    """
+    The record the worker's fetch read with this job (None: not fetched by the seam, or none).
+    """
+    return job.record if isinstance(job, FetchedJob) else None
+
+
+class WorkerJobManager(manager.JobManager):
+    """
+    procrastinate's JobManager with broseph's fetch (migrations/0016, the record read with the
+    job), its finish and retry made safe to repeat after a lost connection, defers never repeated,
+    and the database's procrastinate schema checked when a worker starts.
+    """
+
+    def __init__(self, connector: connector.BaseConnector) -> None:
+        super().__init__(connector)
+        self._schema_checked = False
+
+    async def fetch_job(
+        self, queues: Iterable[str] | None, worker_id: int
+    ) -> procrastinate_jobs.Job | None:
+        row = await self.connector.execute_query_one_async(
+            query=broseph_sql.query("fetch_job_with_record"), queues=queues, worker_id=worker_id
+        )
+        record = records.fetched(row)  # takes the record_* columns out of the row
+        if row["id"] is None:
+            return None
+        return FetchedJob.from_row(row).evolve(record=record)
+
+    async def finish_job(
+        self, job: procrastinate_jobs.Job, status: procrastinate_jobs.Status, delete_job: bool
+    ) -> None:
+        with _mode(_Mode.OUTCOME):
+            await super().finish_job(job=job, status=status, delete_job=delete_job)
+
+    async def retry_job(
+        self,
+        job: procrastinate_jobs.Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        with _mode(_Mode.OUTCOME):
+            await super().retry_job(
+                job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+            )
+
+    async def batch_defer_jobs_async(
+        self, jobs: list[procrastinate_jobs.Job], connection: Any | None = None
+    ) -> list[procrastinate_jobs.Job]:
+        # A defer whose commit outcome is unknown could add the job twice (broseph's producers
+        # use broseph.enqueue with idempotency keys instead; periodic defers are unique).
+        with _mode(_Mode.ONCE):
+            return await super().batch_defer_jobs_async(jobs=jobs, connection=connection)
+
+    async def prune_stalled_workers(self, seconds_since_heartbeat: float) -> list[int]:
+        await self.check_schema()  # procrastinate's Worker.run calls this first
+        return await super().prune_stalled_workers(seconds_since_heartbeat)
+
+    async def register_worker(self) -> int:
+        await self.check_schema()
+        return await super().register_worker()
+
+    async def check_schema(self) -> None:
+        """
+        SchemaMismatch (one line naming the fix) unless the database's procrastinate schema is the
+        installed package's and what broseph relies on in it is in place.
+        """
+        if self._schema_checked:
+            return
+        report = await procrastinate_schema.check(self.connector.execute_query_all_async)
+        if report.problems:
+            raise SchemaMismatch("; ".join(report.problems))
+        self._schema_checked = True
+
+
+def install(app: procrastinate.App) -> None:
+    """
+    Give the app the seam's job manager (procrastinate's tasks and worker reach it as
+    `app.job_manager`).
+    """
+    app.job_manager = WorkerJobManager(app.connector)
+
+
+# --- the periodic tasks of an app ---
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """
+    A periodic task as registered on an app: known without a database.
+    """
+
+    task_name: str
+    periodic_id: str
+    cron: str
+    _periodic: periodic.PeriodicTask[Any, Any, Any] = field(repr=False, compare=False)
+
+    def next_due(self, now: datetime.datetime) -> datetime.datetime:
+        """
+        The next time the task is due after `now`, computed as procrastinate's worker computes it.
+        """
+        stamp = self._periodic.croniter.get_next(ret_type=float, start_time=now.timestamp())
+        return datetime.datetime.fromtimestamp(stamp, datetime.UTC)
+
+
+def schedules(app: procrastinate.App) -> list[Schedule]:
+    return [
+        Schedule(task.task.name, task.periodic_id, task.cron, task)
+        for task in app.periodic_registry.periodic_tasks.values()
+    ]
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+# Methods overridden here: their parameters must still be procrastinate's.
+_OVERRIDDEN = (
+    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_async"),
+    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_one_async"),
+    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_all_async"),
+    (procrastinate.PsycopgConnector, WorkerConnector, "_get_cursor"),
+    (procrastinate.PsycopgConnector, WorkerConnector, "listen_notify"),
+    (manager.JobManager, WorkerJobManager, "fetch_job"),
+    (manager.JobManager, WorkerJobManager, "finish_job"),
+    (manager.JobManager, WorkerJobManager, "retry_job"),
+    (manager.JobManager, WorkerJobManager, "batch_defer_jobs_async"),
+    (manager.JobManager, WorkerJobManager, "prune_stalled_workers"),
+    (manager.JobManager, WorkerJobManager, "register_worker"),
+)
+# Private methods only called here, with the parameters passed.
+_CALLED = (
+    ("_get_standalone_connection", ()),
+    ("_make_dynamic_query", ("query",)),
+    ("_loop_notify", ("on_notification", "connection")),
+)
+# What procrastinate's Worker must still call for the seam's methods to be the ones that run.
+_WORKER_CALLS = (
+    "job_manager.fetch_job(",
+    "job_manager.finish_job(",
+    "job_manager.retry_job(",
+    "job_manager.prune_stalled_workers(",
+    "job_manager.register_worker(",
+)
+
+
+def _parameters(function: Any) -> list[str]:
+    return [name for name in inspect.signature(function).parameters if name != "self"]
+
+
+def _signatures() -> list[str]:
+    problems = []
+    for base, ours, name in _OVERRIDDEN:
+        theirs = getattr(base, name, None)
+        if theirs is None:
+            problems.append(f"{base.__name__}.{name} is gone")
+        elif _parameters(theirs) != _parameters(getattr(ours, name)):
+            problems.append(f"{base.__name__}.{name} now takes ({', '.join(_parameters(theirs))})")
+    for name, passed in _CALLED:
+        method = getattr(procrastinate.PsycopgConnector, name, None)
+        if method is None:
+            problems.append(f"PsycopgConnector.{name} is gone")
+        elif not set(passed) <= set(_parameters(method)):
+            problems.append(f"PsycopgConnector.{name} no longer takes {', '.join(passed)}")
+    if "{channel_name}" not in sql.queries.get("listen_queue", ""):
+        problems.append("the listen_queue query no longer takes {channel_name}")
+    return problems
+
+
+def _periodic_registry() -> list[str]:
+    blueprint = blueprints.Blueprint()
+    try:
+
+        def probe(timestamp: int) -> None:
+            """A periodic task every 5 minutes, to read back."""
+
+        blueprint.periodic(cron="*/5 * * * *", periodic_id="probe")(blueprint.task(probe))
+        [found] = schedules(cast(procrastinate.App, blueprint))
+        due = found.next_due(datetime.datetime.fromtimestamp(0, datetime.UTC)).timestamp()
+    except Exception as exc:  # any change in how periodic tasks are registered or read
+        return [f"its periodic task registry changed ({type(exc).__name__}: {exc})"]
+    if (found.periodic_id, found.cron, due) != ("probe", "*/5 * * * *", 300.0):
+        return ["its periodic task registry reads back differently"]
+    return []
+
+
+def _worker_calls() -> list[str]:
+    try:
+        source = inspect.getsource(procrastinate_worker.Worker)
+    except (OSError, TypeError):
+        return ["procrastinate.worker's source cannot be read"]
+    return [f"procrastinate's Worker no longer calls {call}…)" for call in _WORKER_CALLS
+            if call not in source]  # fmt: skip
+
+
+def _fetch_columns() -> list[str]:
+    match = re.search(r"SELECT\s+(.*?)\s+FROM\s", sql.queries.get("fetch_job", ""), re.DOTALL)
+    if match is None:
+        return ["its fetch_job query is gone or no longer a SELECT"]
+    theirs = [column.strip() for column in match.group(1).split(",")]
+    fetch = broseph_sql.query("fetch_job_with_record")
+    ours = list(dict.fromkeys(re.findall(r"\bjob\.(\w+)", fetch)))
+    if theirs != ours:
+        return [
+            f"its fetch_job selects ({', '.join(theirs)}), broseph's fetch_job_with_record"
+            f" ({', '.join(ours)})"
+        ]
+    row: dict[str, Any] = {column: None for column in ours}
+    try:
+        FetchedJob.from_row(row).evolve(record=None)
+    except (KeyError, TypeError) as exc:
+        return [f"Job.from_row no longer accepts the fetched row ({type(exc).__name__}: {exc})"]
+    return []
+
+
+_FUNCTION = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (?:public\.)?(\w+)\s*\((.*?)\)\s*RETURNS",
+                       re.DOTALL)  # fmt: skip
+_TABLE = re.compile(r"CREATE TABLE (?:public\.)?(\w+)\s*\((.*?)\n\);", re.DOTALL)
+
+
+def _packaged_sql(schema_sql: str) -> list[str]:
+    """
+    The functions, columns, error texts and NOTIFY details broseph's SQL relies on, in the
+    schema the installed procrastinate creates.
+    """
+    functions: dict[str, tuple[str, ...]] = {}
+    bodies: dict[str, str] = {}
+    starts = list(_FUNCTION.finditer(schema_sql))
+    for match, following in zip(starts, [*starts[1:], None], strict=True):
+        declared = [arg.split(None, 1)[-1] for arg in match.group(2).split(",") if arg.strip()]
+        functions[match.group(1)] = tuple(_normal(arg) for arg in declared)
+        bodies[match.group(1)] = schema_sql[match.end() : following.start() if following else None]
+    problems = []
+    for signature in procrastinate_schema.FUNCTIONS:
+        name, _, arguments = signature.partition("(")
+        wanted = tuple(_normal(arg) for arg in arguments.rstrip(")").split(","))
+        if functions.get(name) != wanted:
+            found = functions.get(name)
+            problems.append(
+                f"SQL function {signature} is "
+                + (f"now {name}({', '.join(found)})" if found is not None else "gone")
+            )
+    for name in ("procrastinate_finish_job_v1", "procrastinate_retry_job_v2"):
+        if ALREADY_RECORDED not in bodies.get(name, ""):
+            problems.append(f"{name} no longer raises '{ALREADY_RECORDED}…'")
+    tables = {m.group(1): m.group(2) for m in _TABLE.finditer(schema_sql)}
+    for table, columns in procrastinate_schema.COLUMNS.items():
+        defined = {line.split()[0] for line in tables.get(table, "").splitlines() if line.strip()}
+        missing = [column for column in columns if column not in defined]
+        if missing:
+            problems.append(f"table {table} lacks {', '.join(missing)}")
+    inserted = bodies.get("procrastinate_notify_queue_job_inserted_v1", "")
+    if not all(part in inserted for part in (*CHANNELS, "'type', 'job_inserted'")):
+        problems.append("its job_inserted NOTIFY (channels or payload) changed")
+    if list(manager.get_channel_for_queues(None)) != [CHANNELS[0]] or list(
+        manager.get_channel_for_queues(["q"])
+    ) != [CHANNELS[1] + "q"]:
+        problems.append("the worker listens on other channels")
+    return problems
+
+
+def _normal(sql_type: str) -> str:
+    return " ".join(sql_type.replace("public.", "").split()).lower()
+
+
+def _upgrade_files() -> list[str]:
+    try:
+        packaged = procrastinate_schema.packaged()
+    except ValueError as exc:
+        return [str(exc)]
+    known = set(re.findall(r"'([\w.]+\.sql)'", broseph_sql.query("procrastinate_found_migrations")))
+    unknown = [
+        u.name for u in packaged if u.level >= procrastinate_schema.OLDEST_FOUND
+        and u.name not in known
+    ]  # fmt: skip
+    if unknown:
+        return [
+            f"it ships upgrade files broseph has not reviewed ({', '.join(unknown)}; add each to"
+            " procrastinate_found_migrations in broseph/queries/procrastinate.sql once read)"
+        ]
+    return []
