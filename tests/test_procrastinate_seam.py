@@ -233,7 +233,7 @@ def test_broseph_worker_refuses_a_changed_procrastinate_in_one_line(db_url: str)
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("broseph worker: procrastinate ")
+    assert lines[0].startswith("error: procrastinate ")
     assert "PsycopgConnector._loop_notify is gone" in lines[0]
 
 
@@ -383,7 +383,7 @@ async def test_a_worker_refuses_a_newer_procrastinate_schema(
     assert done.returncode == 1, done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line == (
-        "broseph worker: the database's procrastinate schema (upgrade file"
+        "error: the database's procrastinate schema (upgrade file"
         " 03.11.00_01_pre_add_priority_bucket.sql) is newer than the installed procrastinate"
         f" {procrastinate.__version__} knows (schema 03.04.00): install the procrastinate"
         " version that migrated it"

@@ -182,7 +182,7 @@ async def test_a_database_of_procrastinate_3_1_upgrades_with_broseph_migrate_and
     refused = broseph_cli(empty_db, "worker", timeout=120)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert refused.stderr.strip().splitlines() == [
-        "broseph worker: the database's procrastinate schema is 03.01.00 (procrastinate 3.1.0),"
+        "error: the database's procrastinate schema is 03.01.00 (procrastinate 3.1.0),"
         f" the installed procrastinate {procrastinate.__version__} needs 03.04.00: run broseph"
         f" migrate (pending: {', '.join(UPGRADES)})"
     ]
