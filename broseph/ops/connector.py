@@ -81,6 +81,8 @@ class ResilientConnector(procrastinate.PsycopgConnector):
         # Set when a query gave up: procrastinate may then stop the worker "normally" (a failed
         # side task), and WorkerApp turns that into a non-zero exit for the supervisor.
         self.gave_up = False
+        # Whether LISTEN is established right now (read by the worker's /readyz).
+        self.listening = False
 
     async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
         parent = super().execute_query_async
@@ -143,8 +145,12 @@ class ResilientConnector(procrastinate.PsycopgConnector):
                         logger.info("listen_restored", after_seconds=_since(lost_since))
                         await on_notification(channel=channels[0], payload=WAKE_UP)
                     delay, lost_since = 0.05, None
-                    # Returns when the connection dies (procrastinate catches that error).
-                    await self._loop_notify(on_notification=on_notification, connection=conn)
+                    self.listening = True
+                    try:
+                        # Returns when the connection dies (procrastinate catches that error).
+                        await self._loop_notify(on_notification=on_notification, connection=conn)
+                    finally:
+                        self.listening = False
                 error = "connection closed"
             except (psycopg.Error, exceptions.ConnectorException) as exc:
                 if not connection_lost(exc):
