@@ -193,18 +193,29 @@ def _json_object(text: str) -> dict[str, Any]:
 
 @cli.command()
 def demo(
-    groups: Annotated[int, typer.Option(help="Groups to seed.")] = 6,
+    groups: Annotated[
+        int, typer.Option(min=1, max=100, help="Small groups to seed (plus one large group).")
+    ] = 6,
     data_dir: Annotated[
         str, typer.Option(help="Embedded Postgres data directory (without DATABASE_URL).")
     ] = ".broseph/demo-pg",
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Keep the embedded Postgres running after the demo and print its URL and the"
+            " commands to inspect it; Ctrl-C stops it.",
+        ),
+    ] = False,
 ) -> None:
     """
-    Seed a small Broseph world, run the worker until its jobs are done, and show what happened.
-    Without DATABASE_URL it starts an embedded Postgres (the `demo` extra).
+    Seed a small Broseph world, run the worker until its jobs are done, and show what each job
+    type did. Without DATABASE_URL it starts an embedded Postgres (the `demo` extra) with a
+    fresh demo database.
     """
     from broseph import demo as demo_module
 
-    raise typer.Exit(demo_module.main(groups=groups, data_dir=data_dir))
+    raise typer.Exit(demo_module.main(groups=groups, data_dir=data_dir, keep=keep))
 
 
 def main() -> None:
