@@ -11,6 +11,7 @@ outage: tests/test_probes_processes.py.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -97,6 +98,25 @@ async def test_readyz_names_each_failing_check_with_its_reason():
         )
 
 
+async def test_concurrent_readyz_requests_share_one_run_of_the_checks():
+    runs = 0
+
+    async def slow() -> None:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.5)
+
+    async with served({"slow": slow}) as port:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            futures = [pool.submit(get, port, "/readyz") for _ in range(20)]
+            answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        assert all(a.status == 200 for a in answers)
+        assert runs <= 2, runs  # not one database round per request
+        before = runs
+        await aget(port, "/readyz")
+        assert runs == before + 1  # a later probe runs them afresh
+
+
 async def test_readyz_spends_a_bounded_budget_on_a_hanging_check():
     async def hangs() -> None:
         await asyncio.sleep(3600)
@@ -147,7 +167,7 @@ async def test_running_serves_only_with_a_metrics_port():
 
 
 async def test_database_checks_on_their_own_connection(db_url, admin_url):
-    database = readiness.Database(db_url)
+    database = readiness.Database(Settings(_env_file=None, database_url=db_url))  # type: ignore[call-arg]
     try:
         await database.reachable()
         await database.migrated()
@@ -177,7 +197,8 @@ async def test_database_checks_on_their_own_connection(db_url, admin_url):
 
 
 async def test_database_checks_when_nothing_listens():
-    database = readiness.Database("postgresql://postgres@127.0.0.1:1/postgres")
+    nowhere = "postgresql://postgres@127.0.0.1:1/postgres"
+    database = readiness.Database(Settings(_env_file=None, database_url=nowhere))  # type: ignore[call-arg]
     with pytest.raises(probes.NotReady, match=r"connection refused"):
         await database.reachable()
     with pytest.raises(probes.NotReady, match="not checked: the database is unreachable"):

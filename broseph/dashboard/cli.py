@@ -81,7 +81,7 @@ async def _serve(server: Any, settings: Settings) -> None:
     """
     from broseph.ops import probes, readiness
 
-    database = readiness.Database.of(settings)
+    database = readiness.Database(settings)
     checks: dict[str, probes.Check] = {
         "database": database.reachable,
         "migrations": database.migrated,

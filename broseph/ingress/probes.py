@@ -116,7 +116,7 @@ async def serving(
     The ingress's probes, metrics and backlog sampler (METRICS_PORT), and systemd's watchdog.
     """
     url = reveal(settings.redis_url) or ""
-    database = readiness.Database.of(settings)
+    database = readiness.Database(settings)
     redis = Redis(url)
     backlog = Backlog(url, queues)
     checks: dict[str, probes.Check] = {

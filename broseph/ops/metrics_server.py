@@ -73,7 +73,7 @@ async def serving(
     the queue sampler, and systemd's watchdog when asked for. `listen`: the worker LISTENs, so
     /readyz requires its LISTEN connection to be up.
     """
-    database = readiness.Database.of(settings)
+    database = readiness.Database(settings)
     checks: dict[str, probes.Check] = {
         "database": database.reachable,
         "migrations": database.migrated,

@@ -66,6 +66,9 @@ class Probes:
 
     def __post_init__(self) -> None:
         self._metrics = prometheus_client.make_wsgi_app()
+        # The checks in progress: concurrent /readyz requests share one run (a flood of probes
+        # costs the database no more than one).
+        self._running: asyncio.Future[list[tuple[str, str | None]]] | None = None
 
     def livez(self) -> tuple[int, str]:
         try:
@@ -92,6 +95,15 @@ class Probes:
         return (503 if failing else 200), "\n".join([head, *lines]) + "\n"
 
     async def _ready(self) -> list[tuple[str, str | None]]:
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check())
+            self._running.add_done_callback(self._done)
+        return await asyncio.shield(self._running)
+
+    def _done(self, _: asyncio.Future[list[tuple[str, str | None]]]) -> None:
+        self._running = None
+
+    async def _check(self) -> list[tuple[str, str | None]]:
         deadline = self.loop.time() + READY_TIMEOUT
         results: list[tuple[str, str | None]] = []
         for name, check in self.checks.items():
@@ -143,6 +155,9 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _Quiet(WSGIRequestHandler):
+    # A client that connects and says nothing is dropped instead of holding a thread.
+    timeout = 10
+
     def log_message(self, format: str, *args: Any) -> None:
         """
         A probe every few seconds is not news.

@@ -31,14 +31,9 @@ class Database:
     The `database` and `migrations` checks, on the probes' own connection.
     """
 
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        self._url = url
-        self._kwargs = kwargs
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._conn: psycopg.AsyncConnection[Any] | None = None
-
-    @classmethod
-    def of(cls, settings: Settings) -> Database:
-        return cls(db.database_url(settings), **db.connection_kwargs(settings))
 
     async def reachable(self) -> None:
         """
@@ -53,13 +48,15 @@ class Database:
                 await self.close()
         try:
             self._conn = await psycopg.AsyncConnection.connect(
-                self._url,
+                db.database_url(self._settings),
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="broseph-probe",
-                **self._kwargs,
+                **db.connection_kwargs(self._settings),
             )
             await self._conn.execute("SELECT 1")
+        except db.DatabaseNotConfigured as exc:
+            raise NotReady(str(exc)) from None
         except psycopg.Error as exc:
             await self.close()
             raise NotReady(problems.connect_problem(exc).cause) from None
