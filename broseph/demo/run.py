@@ -61,11 +61,14 @@ def main(*, groups: int, data_dir: str, keep: bool = False) -> int:
         if keep:
             _keep(console, url)
         else:
+            again = f"{show.script('broseph')} demo --keep"
             console.print(
-                "The embedded Postgres stops now (the next `broseph demo` makes a fresh demo"
-                " database). To look around after the demo, run it with --keep: the server"
-                " stays up and the demo prints the commands to inspect it.",
+                "The embedded Postgres stops now (the next demo makes a fresh demo database)."
+                f" To look around after the demo, run `{again}`: the server stays up and the"
+                " demo prints the commands to inspect it.",
                 soft_wrap=True,
+                markup=False,
+                highlight=False,
             )
     finally:
         server.cleanup()

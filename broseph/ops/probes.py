@@ -88,7 +88,8 @@ class Probes:
             results = future.result(READY_TIMEOUT + LOOP_TIMEOUT)
         except TimeoutError:
             future.cancel()
-            return 503, f"not ready: event loop did not answer within {LOOP_TIMEOUT:g} s\n"
+            wait = READY_TIMEOUT + LOOP_TIMEOUT
+            return 503, f"not ready: no answer from the event loop within {wait:g} s\n"
         failing = [name for name, reason in results if reason is not None]
         lines = [f"{name}: {reason or 'ok'}" for name, reason in results]
         head = f"not ready: {', '.join(failing)}" if failing else "ready"
