@@ -27,10 +27,13 @@ RUN sh deploy/install.sh app /opt/venv
 
 # --- final: the venv on a clean base, no uv, no build tools, not root ---------------------------
 FROM ${PYTHON_IMAGE}
+# METRICS_PORT: every long-running process (worker, ingress bullmq, dashboard) serves /livez,
+# /readyz and /metrics on it (README, "Probes"); one port, since each container runs one process.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    METRICS_PORT=9464
 RUN groupadd --gid 10001 broseph \
     && useradd --uid 10001 --gid broseph --create-home --home-dir /home/broseph \
         --shell /usr/sbin/nologin broseph
@@ -41,12 +44,12 @@ WORKDIR /home/broseph
 
 # Liveness must not ask the database: during an outage the worker waits it out on its own
 # (DB_OUTAGE_TIMEOUT, then it exits and the restart policy starts it again), and a probe that
-# failed with the database would restart healthy processes in a loop. Each container runs one
-# broseph process as PID 1 (exec-form ENTRYPOINT), so a dead process is already a stopped
-# container. `broseph health` (database, migrations, heartbeats) is a readiness/status check, not
-# liveness. Hook for the per-process HTTP probes (issue 16): when they exist, replace NONE with
-#   HEALTHCHECK --interval=30s --timeout=3s CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:<port>/livez', timeout=2)"]
-HEALTHCHECK NONE
+# failed with the database would restart healthy processes in a loop, dropping their in-flight
+# work. /livez asks only whether the process's event loop still runs; /readyz (database,
+# migrations, LISTEN, Redis) is for readiness, `broseph health` for status. python3 because the
+# image has no curl; a one-shot command (migrate, health, jobs) ends before the first check.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ['METRICS_PORT'], timeout=4)"]
 
 # SIGTERM (docker stop) lets running jobs finish for SHUTDOWN_TIMEOUT seconds: give the container
 # a longer stop grace period (compose: stop_grace_period).

@@ -201,27 +201,63 @@ def _json_object(text: str) -> dict[str, Any]:
 
 @cli.command()
 def demo(
-    groups: Annotated[int, typer.Option(help="Groups to seed.")] = 6,
+    groups: Annotated[
+        int, typer.Option(min=1, max=100, help="Small groups to seed (plus one large group).")
+    ] = 6,
     data_dir: Annotated[
         str, typer.Option(help="Embedded Postgres data directory (without DATABASE_URL).")
     ] = ".broseph/demo-pg",
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Keep the embedded Postgres running after the demo and print its URL and the"
+            " commands to inspect it; Ctrl-C stops it.",
+        ),
+    ] = False,
 ) -> None:
     """
-    Seed a small Broseph world, run the worker until its jobs are done, and show what happened.
-    Without DATABASE_URL it starts an embedded Postgres (the `demo` extra).
+    Seed a small Broseph world, run the worker until its jobs are done, and show what each job
+    type did. Without DATABASE_URL it starts an embedded Postgres (the `demo` extra) with a
+    fresh demo database.
     """
     from broseph import demo as demo_module
 
-    raise typer.Exit(demo_module.main(groups=groups, data_dir=data_dir))
+    raise typer.Exit(demo_module.main(groups=groups, data_dir=data_dir, keep=keep))
 
 
 def main() -> None:
     """
-    The console script: run the command; an error becomes one line (problems.report).
+    The console script: run the command; an error becomes one line (problems.report), and so
+    does a mistake in the command line itself (`_usage`).
     """
     try:
-        cli()
+        # Not standalone: typer would print a usage error as a framed box over several lines.
+        code = cli(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
     except Exception as exc:
-        sys.exit(problems.report(exc, debug=_debug))
+        sys.exit(_usage(exc) if _is_usage_error(exc) else problems.report(exc, debug=_debug))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # Click's ClickException, which newer typer releases vendor under a private module name.
+    return any(kind.__name__ == "ClickException" for kind in type(exc).__mro__)
+
+
+def _usage(exc: Any) -> int:
+    """
+    `error: <what is wrong> — see 'broseph … --help'`, exit 2 (the input must change). A
+    command group run without a command has printed its help already.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":  # click ≥ 8.2; its help is printed
+        return int(exc.exit_code)
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    fix = f" — see '{ctx.command_path} --help'" if ctx is not None else ""
+    sys.stderr.write(f"error: {message}{fix}\n")
+    return int(exc.exit_code)

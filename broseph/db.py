@@ -113,6 +113,19 @@ def time_text(value: datetime.datetime) -> str | None:
     return None
 
 
+def utc_text(value: datetime.datetime) -> str:
+    """
+    A stored time as people read it in a terminal, in UTC and saying so: "2026-11-30 08:00:00Z"
+    (or "infinity" / "-infinity"). Naive values are taken as UTC.
+    """
+    sentinel = time_text(value)
+    if sentinel is not None:
+        return sentinel
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def connection_kwargs(settings: Settings) -> dict[str, Any]:
     """
     Options every connection gets: the date/time loaders above; and, since transaction poolers

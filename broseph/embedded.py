@@ -42,3 +42,15 @@ def start(data_dir: Path, *, cleanup_mode: str | None = "stop") -> tuple[Any, st
             data_dir, cleanup_mode=cleanup_mode
         )
         return server, str(server.get_uri())
+
+
+def fresh_database(server: Any, name: str) -> str:
+    """
+    Drop (if there) and create database `name` on a server `start` returned; its URL.
+    """
+    import psycopg
+
+    with psycopg.connect(str(server.get_uri()), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return str(server.get_uri(database=name))

@@ -146,6 +146,8 @@ class WorkerConnector(procrastinate.PsycopgConnector):
         kwargs.setdefault("timeout", min(outage_timeout, 30.0))
         super().__init__(**kwargs)
         self.patience = Patience(outage_timeout)
+        # Whether LISTEN is established right now (read by the worker's /readyz).
+        self.listening = False
         self._conninfo: str = kwargs.get("conninfo", "")
         self._connect_kwargs: dict[str, Any] = kwargs.get("kwargs", {})
 
@@ -226,8 +228,12 @@ class WorkerConnector(procrastinate.PsycopgConnector):
                         logger.info("listen_restored", after_seconds=since(lost_since))
                         await on_notification(channel=channels[0], payload=WAKE_UP)
                     delay, lost_since = 0.05, None
-                    # Returns when the connection dies (procrastinate catches that error).
-                    await self._loop_notify(on_notification=on_notification, connection=conn)
+                    self.listening = True
+                    try:
+                        # Returns when the connection dies (procrastinate catches that error).
+                        await self._loop_notify(on_notification=on_notification, connection=conn)
+                    finally:
+                        self.listening = False
                 error = "connection closed"
             except (psycopg.Error, exceptions.ConnectorException) as exc:
                 if not connection_lost(exc):

@@ -40,3 +40,15 @@ INGRESS = Counter(
     "(enqueued, duplicate, quarantined, error).",
     ["queue", "outcome"],
 )
+INGRESS_BACKLOG = Gauge(
+    "broseph_ingress_backlog_jobs",
+    "Jobs in an ingress source queue by state (BullMQ: waiting, prioritized, delayed, active), "
+    "sampled.",
+    ["queue", "state"],
+)
+INGRESS_LAG = Gauge(
+    "broseph_ingress_lag_seconds",
+    "How long the job next in line in an ingress source queue has waited since it was due "
+    "(0 when none waits), sampled.",
+    ["queue"],
+)

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=14, ge=1)
     retention_cron: str = "17 * * * *"
     prune_batch_size: int = Field(default=5000, ge=1)
-    metrics_port: int | None = None
+    # /livez, /readyz and /metrics of every long-running process (broseph/ops/probes.py).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_addr: str = "0.0.0.0"
     metrics_sample_seconds: float = Field(default=15.0, gt=0)
     # How long a worker waits for a lost database before it exits non-zero (for its supervisor).

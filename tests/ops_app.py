@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any, ClassVar
 
 import psycopg
@@ -66,8 +67,18 @@ NAP_LOCKED = JobType(
     backoff_base_seconds=0.2,
 )
 
+
+async def block_loop(run: JobRun, payload: Nap) -> None:
+    # A handler that blocks the worker's event loop (a synchronous call where an await belongs):
+    # what /livez exists to notice (tests/test_probes_processes.py).
+    time.sleep(payload.millis / 1000)  # noqa: ASYNC251 (blocking is the point)
+
+
+# The same payload, run by a handler that blocks the event loop for `millis`.
+BLOCK_LOOP = JobType(name="TestBlockLoop", payload=Nap, handle=block_loop, queue="test")
+
 app = worker.create_app(owns_logging=True)  # like broseph.worker.app: scrubbed logs
-for _job_type in (NAP, NAP_LOCKED):
+for _job_type in (NAP, NAP_LOCKED, BLOCK_LOOP):
     lifecycle.register(app, _job_type)
 
 
@@ -81,7 +92,7 @@ async def install(conn: psycopg.AsyncConnection[Any]) -> None:
         " id bigserial PRIMARY KEY, record_id uuid NOT NULL, pid integer NOT NULL,"
         " attempt integer NOT NULL, tag text, at timestamptz NOT NULL DEFAULT clock_timestamp())"
     )
-    for job_type, lock_fields in ((NAP, None), (NAP_LOCKED, ["tag"])):
+    for job_type, lock_fields in ((NAP, None), (NAP_LOCKED, ["tag"]), (BLOCK_LOOP, None)):
         await conn.execute(
             "INSERT INTO broseph.job_types"
             " (name, task_name, queue, fields, lock_fields, max_attempts)"

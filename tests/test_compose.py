@@ -4,12 +4,17 @@ docker-compose.yml cannot run here (no Docker engine): check its structure inste
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
+from broseph.ops import probes
 from broseph.settings import Settings
+from tests.pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {name.upper() for name in Settings.model_fields}
@@ -53,7 +58,15 @@ def test_start_order_and_healthchecks():
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert services[name]["restart"] == "unless-stopped", name
     assert services["ingress"]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert services["worker"]["healthcheck"]["test"][-2:] == ["broseph", "health"]
+    # Liveness from /livez of the process's probe port; never the database (README, "Probes").
+    for name in ("worker", "ingress", "dashboard"):
+        check = services[name]["healthcheck"]
+        command = " ".join(check["test"])
+        port = services[name]["environment"]["METRICS_PORT"]
+        assert f"http://127.0.0.1:{port}/livez" in command, name
+        assert "health" not in check["test"] and "DATABASE" not in command.upper(), name
+        assert _seconds(check["timeout"]) < _seconds(check["interval"]), name
+    assert services["migrate"]["healthcheck"] == {"disable": True}
     # Longer than the worker's default SHUTDOWN_TIMEOUT (30 s), so running jobs finish first.
     shutdown = Settings.model_fields["shutdown_timeout"].default
     for name in ("worker", "ingress"):
@@ -87,3 +100,26 @@ def test_environment_names_are_settings_and_secrets_come_from_outside():
     for name in BROSEPH_SERVICES:
         assert services[name]["environment"]["DATABASE_URL"] == expected, name
     assert services["ingress"]["environment"]["REDIS_URL"] == "redis://redis:6379"
+
+
+def _seconds(text: str) -> int:
+    return int(text.rstrip("s"))
+
+
+async def test_the_livez_healthcheck_passes_on_a_live_process_and_fails_without_one():
+    """
+    The compose healthcheck's own command, run as the container runs it, against a probe
+    endpoint (its port swapped for a free one), then against a port where nothing listens.
+    """
+    check = _compose()["services"]["worker"]["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    command = [sys.executable if word == "python3" else word for word in check[1:]]
+    async with probes.serving({}, port=0, addr="127.0.0.1") as port:
+        live = await asyncio.to_thread(_run, [w.replace("9464", str(port)) for w in command])
+    assert live.returncode == 0, live.stderr
+    dead = await asyncio.to_thread(_run, [w.replace("9464", str(free_port())) for w in command])
+    assert dead.returncode != 0 and "Connection refused" in dead.stderr
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)

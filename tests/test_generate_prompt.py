@@ -15,7 +15,8 @@ import pytest
 import structlog
 from rich.console import Console
 
-from broseph import demo, services
+from broseph import services
+from broseph.demo import show
 from broseph.jobs import generate_prompt
 from broseph.providers.ai import normalize_prompt
 from broseph.providers.prompt_bank import BANK
@@ -379,9 +380,9 @@ async def test_enqueue_today_and_the_demo_section_show_each_groups_prompt(conn, 
     for rid in ids:
         assert (await finish(conn, rid))[0]["status"] == "completed"
 
-    assert demo._prompts in demo.SECTIONS  # `broseph demo` prints it after its jobs finish
+    assert show.prompts in show.SECTIONS  # `broseph demo` prints it after its jobs finish
     console = Console(record=True, width=200)
-    console.print(await demo._prompts(conn, since))
+    console.print((await show.prompts(conn, since)).table)
     shown = console.export_text()
     cur = await conn.execute(
         "SELECT g.name, p.local_date, p.text FROM public.prompts p"

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests import pg
+from tests import pg, pgcluster
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILERS = {"gcc", "g++", "cc", "c++", "clang", "make", "build-essential", "cmake", "rustc"}
@@ -89,9 +89,23 @@ def test_final_stage_runs_broseph_as_a_non_root_user_without_build_tools():
     assert copies == [f"--from=builder {VENV} {VENV}"], copies
     assert json.loads(_all(final, "ENTRYPOINT")[-1]) == ["broseph"]
     assert json.loads(_all(final, "CMD")[-1]) == ["worker"]
-    # Liveness must not ask the database (the worker rides out outages itself).
-    (healthcheck,) = _all(final, "HEALTHCHECK")
-    assert "broseph" not in healthcheck and "DATABASE" not in healthcheck.upper(), healthcheck
+    # Liveness must not ask the database (the worker rides out outages itself): /livez on the
+    # probe port every long-running process serves.
+    command = _healthcheck_command()
+    assert "/livez" in command[-1] and "METRICS_PORT" in command[-1], command
+    assert not any("broseph" in w or "DATABASE" in w.upper() for w in command), command
+    assert "METRICS_PORT=9464" in " ".join(_all(final, "ENV")).split()
+
+
+def _healthcheck_command() -> list[str]:
+    """
+    The final stage's HEALTHCHECK command (exec form), its options checked on the way.
+    """
+    (healthcheck,) = _all(_stages()[-1], "HEALTHCHECK")
+    options, _, command = healthcheck.partition("CMD ")
+    assert "--timeout=" in options and "--interval=" in options, options
+    parsed: list[str] = json.loads(command)
+    return parsed
 
 
 def test_builder_installs_the_lock_with_the_uv_that_ci_checks_it_with():
@@ -246,10 +260,12 @@ def test_image_commands_migrate_run_the_worker_and_stop_gracefully(image_venv, f
         (records,) = conn.execute("SELECT to_regclass('broseph.job_records')").fetchone()
     assert records is not None
 
+    # The image sets METRICS_PORT=9464; here a free port stands in for it (a shared machine).
+    probe_port = str(pgcluster.free_port())
     worker = subprocess.Popen(
         [str(image_venv / "bin" / "broseph"), "worker"],
         cwd=tmp_path,
-        env=_clean_env(DATABASE_URL=fresh_db, LOG_FORMAT="json"),
+        env=_clean_env(DATABASE_URL=fresh_db, LOG_FORMAT="json", METRICS_PORT=probe_port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,13 +277,30 @@ def test_image_commands_migrate_run_the_worker_and_stop_gracefully(image_venv, f
             time.sleep(0.5)
             health = _broseph(image_venv, "health", "--json", cwd=tmp_path, DATABASE_URL=fresh_db)
         assert health.returncode == 0, health.stdout + health.stderr
+        # The image's HEALTHCHECK, run by the image's python3 as Docker runs it.
+        assert _image_healthcheck(image_venv, tmp_path, probe_port).returncode == 0
         worker.send_signal(signal.SIGTERM)  # what `docker stop` sends (STOPSIGNAL)
         _, stderr = worker.communicate(timeout=60)
         assert worker.returncode == 0, stderr[-2000:]
+        gone = _image_healthcheck(image_venv, tmp_path, probe_port)
+        assert gone.returncode != 0 and "Connection refused" in gone.stderr
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def _image_healthcheck(venv: Path, cwd: Path, port: str) -> subprocess.CompletedProcess[str]:
+    command = _healthcheck_command()
+    assert command[0] == "python3"
+    return subprocess.run(
+        [str(venv / "bin" / "python3"), *command[1:]],
+        cwd=cwd,
+        env=_clean_env(METRICS_PORT=port),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_demo_without_its_extra_says_what_to_install(image_venv, tmp_path):

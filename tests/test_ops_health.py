@@ -72,3 +72,17 @@ async def test_broseph_health_exits_0_when_healthy_and_non_zero_with_the_databas
     report = json.loads(down.stdout)
     assert report["database"] is False and report["healthy"] is False
     assert report["problems"][0].startswith("database unreachable: ")
+
+
+def test_health_refuses_negative_or_non_finite_limits_in_one_line():
+    for args in (
+        ["--min-workers", "-3"],
+        ["--max-pending-age", "-1"],
+        ["--max-pending-age", "nan"],
+        ["--max-pending-age", "inf"],
+    ):
+        result = broseph("postgresql://nobody@127.0.0.1:1/x", "health", *args)
+        assert result.returncode == 2, args
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: Invalid value for '{args[0]}'"), line
+        assert line.endswith("— see 'broseph health --help'"), line

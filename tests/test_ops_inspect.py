@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,28 @@ async def test_procrastinate_shell_works_alongside(ops_url, ops_conn):
     )
     assert result.returncode == 0, result.stderr
     assert f"#{job_id} TestNap on test - [succeeded]" in result.stdout
+
+
+async def test_jobs_list_and_show_print_times_in_utc_and_say_so(ops_url, ops_conn):
+    """
+    Times are printed in UTC with a Z, whatever the session's time zone (PGTZ here).
+    """
+    [rid] = await enqueue_naps(ops_conn, 1, millis=0)
+    await run_until_idle(ops_url)
+    cur = await ops_conn.execute(
+        "SELECT created_at, finished_at FROM broseph.job_records WHERE id = %s", (rid,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    created, finished = (
+        row[k].astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        for k in ("created_at", "finished_at")
+    )
+    listed = broseph(ops_url, "jobs", "list", PGTZ="Asia/Tokyo")
+    shown = broseph(ops_url, "jobs", "show", str(rid), PGTZ="Asia/Tokyo")
+    assert listed.returncode == 0 and shown.returncode == 0, listed.stderr + shown.stderr
+    assert created in listed.stdout and finished in listed.stdout
+    assert created in shown.stdout and finished in shown.stdout
+    # No time of day without its zone, anywhere in either output.
+    bare = re.findall(r"\d{2}:\d{2}:\d{2}(?![Z\d.])", listed.stdout + shown.stdout)
+    assert not bare, bare

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pydantic
+import pytest
+
 from broseph.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +44,21 @@ def test_env_example_values_parse(monkeypatch):
     assert settings.worker_queues == []
     assert settings.metrics_port is None
     assert settings.listen_notify is True
+
+
+def test_one_probe_port_scheme_for_every_process(monkeypatch):
+    """
+    METRICS_PORT / METRICS_ADDR are the probe and metrics endpoint of the worker, the ingress and
+    the dashboard alike, and .env.example says so; a port out of range is refused at start.
+    """
+    text = (ROOT / ".env.example").read_text()
+    block = text[: text.index("\nMETRICS_PORT=")].rsplit("\n\n", 1)[-1]
+    block = block[block.index("# Port of the probe") :]
+    for word in ("worker", "ingress", "dashboard", "/livez", "/readyz", "/metrics", "database"):
+        assert word in block, word
+    for bad in ("-1", "65536", "http"):
+        monkeypatch.setenv("METRICS_PORT", bad)
+        with pytest.raises(pydantic.ValidationError, match="metrics_port"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("METRICS_PORT", "0")
+    assert Settings(_env_file=None).metrics_port == 0  # type: ignore[call-arg]

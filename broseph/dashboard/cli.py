@@ -1,5 +1,6 @@
 """
-`broseph dashboard [--host 127.0.0.1] [--port 8080] [--read-only]`: the dashboard under uvicorn.
+`broseph dashboard [--host 127.0.0.1] [--port 8080] [--read-only]`: the dashboard under uvicorn
+(and, with METRICS_PORT, its probes and metrics: broseph/ops/probes.py).
 
 Without DASHBOARD_USER and DASHBOARD_PASSWORD it refuses to listen on anything but a loopback
 address. Imports Starlette and uvicorn only when run, so the rest of `broseph` works without the
@@ -8,12 +9,13 @@ address. Imports Starlette and uvicorn only when run, so the rest of `broseph` w
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 import typer
 
 from broseph import db, logs
-from broseph.settings import get_settings
+from broseph.settings import Settings, get_settings
 
 
 def dashboard_command(
@@ -60,7 +62,7 @@ def dashboard_command(
         + (" (read-only)" if read_only else "")
         + ("" if has_password else " (no password: loopback only)")
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -69,3 +71,23 @@ def dashboard_command(
         # Open event streams must not hold a stopping server for long.
         timeout_graceful_shutdown=2,
     )
+    asyncio.run(_serve(uvicorn.Server(config), settings))
+
+
+async def _serve(server: Any, settings: Settings) -> None:
+    """
+    The dashboard under uvicorn, with its probes and metrics on METRICS_PORT (its pages' port
+    serves neither: behind its password, and meant for people) and systemd's watchdog.
+    """
+    from broseph.ops import probes, readiness
+
+    database = readiness.Database(settings)
+    checks: dict[str, probes.Check] = {
+        "database": database.reachable,
+        "migrations": database.migrated,
+    }
+    try:
+        async with probes.running(settings, checks):
+            await server.serve()
+    finally:
+        await database.close()

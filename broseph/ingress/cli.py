@@ -12,9 +12,11 @@ quarantine commands work without the `broseph[bullmq]` extra.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
@@ -74,7 +76,9 @@ def bullmq_command(
     except mapping.InvalidMapping as exc:
         raise Problem(str(exc), "fix INGRESS_JOB_MAP", exit_code=FIX_CONFIG) from None
     asyncio.run(_checked(settings, url))
-    asyncio.run(serve(ingress))
+    from broseph.ingress import probes
+
+    asyncio.run(serve(ingress, lambda: probes.serving(settings, ingress, ingress.queues)))
 
 
 async def _checked(settings: Settings, url: str) -> None:
@@ -130,17 +134,24 @@ async def _checked(settings: Settings, url: str) -> None:
         )
 
 
-async def serve(ingress: Ingress) -> None:
+async def serve(
+    ingress: Ingress,
+    beside: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> None:
     """
-    Run an ingress until SIGTERM or SIGINT, then stop it gracefully.
+    Run an ingress until SIGTERM or SIGINT, then stop it gracefully; `beside` (its probes and
+    metrics) runs from before the start until after the stop.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await ingress.start()
-    await stop.wait()
-    await ingress.stop()
+    async with beside() if beside is not None else contextlib.nullcontext():
+        await ingress.start()
+        try:
+            await stop.wait()
+        finally:
+            await ingress.stop()
 
 
 @quarantine_cli.command("list")
@@ -167,7 +178,7 @@ def list_command(
             continue
         replayed = f"  → replayed as {entry.record_id}" if entry.replayed_at else ""
         typer.echo(
-            f"{entry.id}\t{entry.received_at:%Y-%m-%d %H:%M:%S}\t{entry.queue}\t{entry.job_id}"
+            f"{entry.id}\t{db.utc_text(entry.received_at)}\t{entry.queue}\t{entry.job_id}"
             f"\t{entry.job_name}\t{entry.reason}{replayed}"
         )
     if not found and not as_json:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -74,9 +75,7 @@ def _plain(value: Any) -> Any:
 
 
 def _when(value: datetime.datetime | None) -> str:
-    if value is None:
-        return ""
-    return db.time_text(value) or value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else db.utc_text(value)
 
 
 def _cell(value: Any) -> Any:
@@ -350,10 +349,21 @@ def cancel_all_command(
     _bulk("cancel", flt, yes)
 
 
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 def health_command(
-    min_workers: Annotated[int, typer.Option(help="Live workers required (0: none).")] = 1,
+    min_workers: Annotated[int, typer.Option(min=0, help="Live workers required (0: none).")] = 1,
     max_pending_age: Annotated[
-        float | None, typer.Option(help="Unhealthy when a runnable job waited longer (seconds).")
+        float | None,
+        typer.Option(
+            min=0,
+            callback=_finite,
+            help="Unhealthy when a runnable job waited longer (seconds).",
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -1,24 +1,30 @@
 """
-The worker's Prometheus endpoint: `GET http://<METRICS_ADDR>:<METRICS_PORT>/metrics`.
+What a worker serves beside its jobs: `/livez`, `/readyz` and `/metrics` on
+`http://<METRICS_ADDR>:<METRICS_PORT>` (broseph/ops/probes.py), and systemd's watchdog.
 
 The counters and the duration histogram (broseph/metrics.py) move as jobs finish; the gauges —
 queue depth by queue and status, age of the oldest runnable job by queue — are sampled from the
-database every METRICS_SAMPLE_SECONDS by a task beside the worker.
+database every METRICS_SAMPLE_SECONDS by a task beside the worker. /readyz asks the database,
+the migrations and (with LISTEN_NOTIFY) the worker's LISTEN connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-import prometheus_client
+import procrastinate
 import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from broseph import metrics, sql
+from broseph import metrics, services, sql
+from broseph.engine import WorkerConnector
+from broseph.ops import probes, readiness
+from broseph.settings import Settings
 
 logger = structlog.get_logger("broseph.ops")
 
@@ -60,22 +66,26 @@ class Sampler:
 
 @contextlib.asynccontextmanager
 async def serving(
-    pool: AsyncConnectionPool[Any], *, port: int, addr: str, sample_seconds: float
-) -> AsyncIterator[int]:
+    app: procrastinate.App, settings: Settings, *, listen: bool
+) -> AsyncIterator[None]:
     """
-    Serve /metrics (and sample the queue gauges) while the block runs; yields the bound port
-    (port 0 binds a free one).
+    While the worker runs: its probes and metrics on METRICS_PORT (broseph/ops/probes.py) with
+    the queue sampler, and systemd's watchdog when asked for. `listen`: the worker LISTENs, so
+    /readyz requires its LISTEN connection to be up.
     """
-    server, thread = prometheus_client.start_http_server(port, addr=addr)
-    bound = int(server.server_port)
-    sampler = asyncio.create_task(Sampler().run(pool, sample_seconds), name="metrics sampler")
-    logger.info("metrics_serving", port=bound, addr=addr)
+    database = readiness.Database(settings)
+    checks: dict[str, probes.Check] = {
+        "database": database.reachable,
+        "migrations": database.migrated,
+    }
+    if listen and isinstance(app.connector, WorkerConnector):
+        checks["listen"] = functools.partial(readiness.listening, app.connector)
+    pool = services.pool_of(app)
+    sampler = probes.background(
+        lambda: Sampler().run(pool, settings.metrics_sample_seconds), "metrics sampler"
+    )
     try:
-        yield bound
+        async with probes.running(settings, checks, beside=[sampler]):
+            yield
     finally:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        await database.close()

@@ -1,6 +1,7 @@
 """
 The App class of `broseph.worker.app`: procrastinate's App, plus what a starting worker checks
-and what a running worker serves beside its jobs (the Prometheus endpoint and its sampler) —
+and what a running worker serves beside its jobs (probes, metrics and their sampler, systemd's
+watchdog: broseph/ops/metrics_server.py) —
 however the worker is started: `broseph worker`, `procrastinate --app broseph.worker.app worker`,
 or `app.run_worker_async()`.
 
@@ -72,16 +73,8 @@ class WorkerApp(procrastinate.App):
             )
 
     async def _serve(self, **kwargs: Any) -> None:
-        port = self.settings.metrics_port
-        if port is None:
-            await super().run_worker_async(**kwargs)
-            return
-        async with metrics_server.serving(
-            services.pool_of(self),
-            port=port,
-            addr=self.settings.metrics_addr,
-            sample_seconds=self.settings.metrics_sample_seconds,
-        ):
+        listen = bool({**self.worker_defaults, **kwargs}.get("listen_notify", True))
+        async with metrics_server.serving(self, self.settings, listen=listen):
             await super().run_worker_async(**kwargs)
 
 

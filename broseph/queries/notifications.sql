@@ -240,15 +240,21 @@ SELECT DISTINCT ON (gm.group_id) gm.group_id, gm.user_id, 'demo: who is in for t
  ORDER BY gm.group_id, gm.user_id;
 
 -- name: demo_outbox
--- What the development outbox received during the demo, newest first.
-SELECT o.created_at, o.notification_type, o.title, o.body, o.collapse_key, o.target_kind,
-       p.display_name
-  FROM broseph.push_outbox o
-  JOIN public.device_tokens t ON t.id = o.device_id
-  JOIN public.profiles p ON p.id = t.user_id
- WHERE o.created_at >= %(since)s
- ORDER BY o.created_at DESC, o.id DESC
- LIMIT %(limit)s;
+-- What the development outbox received during the demo: the newest few of each notification
+-- type (per_type), and how many of that type there are in all.
+SELECT x.created_at, x.notification_type, x.title, x.body, x.target_kind, x.display_name,
+       x.of_type
+  FROM (SELECT o.created_at, o.notification_type, o.title, o.body, o.target_kind,
+               p.display_name,
+               row_number() OVER (PARTITION BY o.notification_type
+                                  ORDER BY o.created_at DESC, o.id DESC) AS n,
+               count(*) OVER (PARTITION BY o.notification_type) AS of_type
+          FROM broseph.push_outbox o
+          JOIN public.device_tokens t ON t.id = o.device_id
+          JOIN public.profiles p ON p.id = t.user_id
+         WHERE o.created_at >= %(since)s) AS x
+ WHERE x.n <= %(per_type)s
+ ORDER BY x.notification_type, x.created_at DESC;
 
 -- name: demo_notification_outcomes
 -- The demo's notifications by type, status and reason.
