@@ -21,14 +21,18 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from broseph import jobs, sql
-from broseph.jobs.base import JobPayload
+from broseph import sql
+
+if TYPE_CHECKING:
+    # Only the type: the job modules import this module to enqueue follow-ups, and a producer
+    # importing it loads no job module (nor, through them, any outside service's SDK).
+    from broseph.jobs.base import JobPayload
 
 # Large fan-outs are sent in slices so one statement's arrays stay a few MB at most.
 CHUNK_SIZE = 5000
@@ -195,10 +199,3 @@ def _refusals(offset: int = 0) -> Iterator[None]:
                 message,
             )
         raise EnqueueError(column, message) from exc
-
-
-def payload_for(job_type: str, params: Mapping[str, Any]) -> JobPayload:
-    """
-    Validate raw params (CLI, ingress) with the job type's model; raises ValueError subclasses.
-    """
-    return jobs.get(job_type).payload.model_validate(dict(params))

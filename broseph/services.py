@@ -6,6 +6,10 @@ starts (`start`, from its app's settings), after checking the outside-service co
 unreadable FCM credentials file or a malformed OpenAI key stops it there with one line naming the
 cause and the fix, instead of failing every job it would run. Nothing connects at import, and
 building connects to nothing either; tests install their own services with `install()`.
+
+The SDK adapters (`providers.ai_openai`, `providers.push_fcm`) are imported here only, and only
+when a setting asks for them: the job types and `broseph.enqueue` see the ports
+(`providers.ai`, `providers.push`), so a producer importing them loads neither SDK.
 """
 
 from __future__ import annotations
@@ -22,15 +26,9 @@ import procrastinate
 from psycopg_pool import AsyncConnectionPool
 
 from broseph.problems import FIX_CONFIG, Problem
-from broseph.providers.ai import OpenAIPromptGenerator, PromptGenerator
+from broseph.providers.ai import PromptGenerator
 from broseph.providers.prompt_bank import OfflinePromptBank
-from broseph.providers.push import (
-    DeviceResult,
-    FcmPushSender,
-    PushMessage,
-    PushSender,
-    PushTarget,
-)
+from broseph.providers.push import DeviceResult, PushMessage, PushSender, PushTarget
 from broseph.providers.push_outbox import OutboxPushSender
 from broseph.settings import Settings
 
@@ -65,8 +63,11 @@ class Services:
         """
         Close the outside clients these services built (the pool belongs to the app).
         """
-        if isinstance(self.ai, OpenAIPromptGenerator):
-            await self.ai.aclose()
+        # The port has no aclose (the offline bank and tests' writers hold nothing); the OpenAI
+        # writer has one.
+        close = getattr(self.ai, "aclose", None)
+        if close is not None:
+            await close()
         await self.push.aclose()
 
 
@@ -177,6 +178,8 @@ def prompt_generator(settings: Settings) -> PromptGenerator | None:
         _require_http_url(
             "OPENAI_BASE_URL", settings.openai_base_url, "e.g. https://api.openai.com/v1"
         )
+    from broseph.providers.ai_openai import OpenAIPromptGenerator  # the SDK, only when keyed
+
     # Building the client opens no connection; the first request does.
     return OpenAIPromptGenerator(
         api_key=key,
@@ -205,6 +208,8 @@ def push_sender(settings: Settings, pool: AsyncConnectionPool[Any]) -> PushSende
         )
     if settings.fcm_base_url:
         _require_http_url("FCM_BASE_URL", settings.fcm_base_url, "or leave it empty for FCM")
+    from broseph.providers.push_fcm import FcmPushSender  # the SDK, only when configured
+
     failure: Problem | None = None
     try:
         # One firebase_admin app per process (the sender owns it); no connection until the

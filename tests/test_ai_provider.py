@@ -17,12 +17,12 @@ from broseph.providers.ai import (
     AIOutputError,
     AIPermanentError,
     AITransientError,
-    OpenAIPromptGenerator,
     PromptContext,
     PromptDraft,
     PromptGenerator,
     normalize_prompt,
 )
+from broseph.providers.ai_openai import OpenAIPromptGenerator
 from tests.standins.openai_server import DEFAULT_OUTPUT, OpenAIStandIn, RecordedRequest, Reply
 
 API_KEY = "sk-test-not-a-real-key-123"

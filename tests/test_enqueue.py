@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from broseph import enqueue
+from broseph import enqueue, jobs
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests import factories
 from tests.conftest import wait_until
@@ -87,14 +87,14 @@ async def test_python_duplicate_idempotency_key_gives_one_job(db_url, conn):
 
 async def test_python_invalid_params_clear_error_nothing_written(conn):
     with pytest.raises(ValueError, match="group_id"):
-        enqueue.payload_for("ProcessEngagement", {"group_id": "not-a-uuid", "local_date": "x"})
+        jobs.payload_for("ProcessEngagement", {"group_id": "not-a-uuid", "local_date": "x"})
     with pytest.raises(ValueError, match="extra"):
-        enqueue.payload_for(
+        jobs.payload_for(
             "ProcessEngagement",
             {"group_id": str(uuid.uuid4()), "local_date": "2026-01-01", "text": "hi"},
         )
     with pytest.raises(LookupError, match="unknown job type 'Nope'"):
-        enqueue.payload_for("Nope", {})
+        jobs.payload_for("Nope", {})
     assert await _counts(conn) == (0, 0)
 
 

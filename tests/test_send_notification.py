@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from broseph import services
 from broseph.jobs.send_notification import SendNotification
-from broseph.providers.push import FcmPushSender
+from broseph.providers.push_fcm import FcmPushSender
 from broseph.providers.push_outbox import OutboxPushSender
 from tests import factories
 from tests.notify_support import (  # noqa: F401  (fixtures)
