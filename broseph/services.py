@@ -20,7 +20,7 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import procrastinate
 from psycopg_pool import AsyncConnectionPool
@@ -71,7 +71,18 @@ class Services:
         await self.push.aclose()
 
 
+class Builder(Protocol):
+    """
+    Builds an app's services when its worker starts: `build`, unless `provide` named another.
+    """
+
+    def __call__(
+        self, settings: Settings, pool: AsyncConnectionPool[Any], *, uses: Iterable[str]
+    ) -> Services: ...
+
+
 _by_app: weakref.WeakKeyDictionary[procrastinate.App, Services] = weakref.WeakKeyDictionary()
+_builders: weakref.WeakKeyDictionary[procrastinate.App, Builder] = weakref.WeakKeyDictionary()
 
 
 def install(app: procrastinate.App, services: Services) -> None:
@@ -81,6 +92,16 @@ def install(app: procrastinate.App, services: Services) -> None:
     _by_app[app] = services
 
 
+def provide(app: procrastinate.App, builder: Builder) -> None:
+    """
+    Build this app's services with `builder` (instead of `build`) when its worker starts: for a
+    program that runs broseph's app with adapters of its own — a push sender wrapping FCM's, say.
+    Unlike `install`, this needs no open pool, so it can be said where the app is defined, even
+    for `procrastinate --app … worker`. A builder usually calls `build` and replaces a field.
+    """
+    _builders[app] = builder
+
+
 def for_app(app: procrastinate.App) -> Services:
     """
     The app's services: those its worker built when it started (`start`), or installed ones.
@@ -88,7 +109,7 @@ def for_app(app: procrastinate.App) -> Services:
     services = _by_app.get(app)
     if services is None:
         # Only a job run outside `run_worker_async` gets here; build as a start would.
-        services = build(settings_of(app), pool_of(app))
+        services = _builders.get(app, build)(settings_of(app), pool_of(app), uses=("ai", "push"))
         _by_app[app] = services
     return services
 
@@ -101,7 +122,7 @@ def start(app: procrastinate.App, *, uses: Iterable[str] = ("ai", "push")) -> Se
     """
     if app in _by_app:
         return None
-    services = build(settings_of(app), pool_of(app), uses=uses)
+    services = _builders.get(app, build)(settings_of(app), pool_of(app), uses=uses)
     _by_app[app] = services
     return services
 
