@@ -29,7 +29,7 @@ import croniter
 import psycopg
 from psycopg.rows import dict_row
 
-from broseph import db, enqueue, sql
+from broseph import db, enqueue, idempotency, sql
 from broseph.errors import PermanentJobError, RetryableJobError
 from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.providers.ai import (
@@ -61,13 +61,6 @@ class GeneratePrompt(JobPayload):
     # know the group: the handler then uses the group's local date at the record's created_at
     # (enqueue time), which no retry can move either.
     local_date: Day | None = None
-
-
-def idempotency_key(group_id: uuid.UUID, local_date: datetime.date) -> str:
-    """
-    The key every producer of a group's daily prompt uses (the fan-out query builds the same).
-    """
-    return f"prompt:{group_id}:{local_date.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -275,7 +268,7 @@ async def enqueue_today(
             GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
             for row in await cur.fetchall()
         ]
-    keys = [idempotency_key(p.group_id, _date(p)) for p in payloads]
+    keys = [idempotency.prompt(p.group_id, _date(p)) for p in payloads]
     return await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source=source)
 
 
@@ -288,7 +281,7 @@ async def _enqueue_chunks(
             await enqueue.enqueue_many(
                 conn,
                 chunk,
-                idempotency_keys=[idempotency_key(p.group_id, _date(p)) for p in chunk],
+                idempotency_keys=[idempotency.prompt(p.group_id, _date(p)) for p in chunk],
                 source="schedule",
                 chunk_size=chunk_size,
             )

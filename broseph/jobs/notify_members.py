@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 
 from psycopg.rows import dict_row
 
-from broseph import enqueue, sql
+from broseph import enqueue, idempotency, sql
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Requires
 from broseph.jobs.send_notification import NotificationData, SendNotification
 
@@ -73,9 +73,10 @@ async def handle(run: JobRun, payload: NotifyMembers) -> None:
 
 def _key(run: JobRun, payload: NotifyMembers, user_id: uuid.UUID) -> str | None:
     if payload.type == "new_prompt":
-        return f"new_prompt:{user_id}:{payload.prompt_id}"  # as the trigger's inline path
+        assert payload.prompt_id is not None  # `requires`: validation refused it otherwise
+        return idempotency.new_prompt(user_id, payload.prompt_id)  # as the trigger's inline path
     if payload.type == "friend_joined":
-        return f"friend_joined:{run.record_id}:{user_id}"
+        return idempotency.friend_joined(run.record_id, user_id)
     return None  # new_message coalesces instead
 
 

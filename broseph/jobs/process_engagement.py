@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from psycopg.rows import dict_row
 
-from broseph import enqueue, sql
+from broseph import enqueue, idempotency, sql
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.services import Services
@@ -75,7 +75,7 @@ async def nightly(services: Services, timestamp: int) -> int:
         payloads = [
             ProcessEngagement(group_id=t["group_id"], local_date=t["local_date"]) for t in targets
         ]
-        keys = [f"engagement:{t['group_id']}:{t['local_date'].isoformat()}" for t in targets]
+        keys = [idempotency.engagement(t["group_id"], t["local_date"]) for t in targets]
         ids = await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
     return len(ids)
 

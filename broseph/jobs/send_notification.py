@@ -40,7 +40,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from broseph import db, enqueue, sql
+from broseph import db, enqueue, idempotency, sql
 from broseph.errors import RetryableJobError
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Periodic, Requires
 from broseph.notify import content, delivery, quiet_hours, reminders
@@ -217,7 +217,7 @@ async def _reschedule(
         next_id = await enqueue.enqueue(
             conn,
             payload,
-            idempotency_key=f"quiet:{run.record_id}",
+            idempotency_key=idempotency.quiet(run.record_id),
             run_at=until,
             source="quiet_hours",
         )
@@ -370,7 +370,7 @@ async def remind(services: Services, timestamp: int) -> int:
             )
             for d in due
         ]
-        keys = [reminders.idempotency_key(d.user_id, d.prompt_id) for d in due]
+        keys = [idempotency.reminder(d.user_id, d.prompt_id) for d in due]
         async with conn.transaction():
             await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
     return len(payloads)

@@ -165,7 +165,7 @@ SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
 -- Members due a prompt_reminder at %(now)s: it is past %(hour)s:00 today in THEIR time zone,
 -- their group's latest prompt arrived in the 24 hours before that moment and they have not
 -- answered it, the group is not muted, reminders are on, and no reminder job exists for that
--- prompt yet (key reminder:<user_id>:<prompt_id>; must match reminders.idempotency_key()).
+-- prompt yet (key reminder:<user_id>:<prompt_id>; must match broseph.idempotency.reminder()).
 -- "Latest prompt", not "the group's local today": a member far west of the group's zone reaches
 -- their reminder hour after the group's day has ended, and would otherwise never be reminded.
 WITH recent AS (
