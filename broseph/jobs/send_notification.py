@@ -87,14 +87,12 @@ class SendNotification(JobPayload):
 
 @dataclass(frozen=True)
 class _Context:
-    display_name: str
     time_zone: str
     enabled: bool
     quiet_start: datetime.time | None
     quiet_end: datetime.time | None
     group_exists: bool
     group_name: str | None
-    group_time_zone: str | None
     is_member: bool
     muted: bool
     notification_id: uuid.UUID | None

@@ -3,7 +3,7 @@
 -- their time zone, whether this type is on, quiet hours, the group and their membership, and the
 -- notification this job already opened (a retry, or a re-run after a crash). A time zone
 -- PostgreSQL does not know is read as UTC.
-SELECT p.display_name, broseph.usable_time_zone(p.time_zone) AS time_zone,
+SELECT broseph.usable_time_zone(p.time_zone) AS time_zone,
        CASE %(type)s::text
            WHEN 'new_message' THEN coalesce(np.new_message, true)
            WHEN 'prompt_reminder' THEN coalesce(np.prompt_reminder, true)
@@ -12,8 +12,6 @@ SELECT p.display_name, broseph.usable_time_zone(p.time_zone) AS time_zone,
        END AS enabled,
        np.quiet_start, np.quiet_end,
        g.id IS NOT NULL AS group_exists, g.name AS group_name,
-       CASE WHEN g.id IS NOT NULL THEN broseph.usable_time_zone(g.time_zone) END
-           AS group_time_zone,
        gm.user_id IS NOT NULL AS is_member, coalesce(gm.muted, false) AS muted,
        n.id AS notification_id, n.status AS notification_status
   FROM public.profiles p
