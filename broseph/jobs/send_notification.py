@@ -152,12 +152,9 @@ async def _decide(
     ctx: _Context,
     now: datetime.datetime,
 ) -> content.Content | content.Skip:
-    if not ctx.enabled:
-        return content.Skip(f"{payload.type} notifications are off in the user's preferences")
-    if not ctx.is_member:
-        return content.Skip("the user is not a member of the group")
-    if ctx.muted:
-        return content.Skip("group muted")
+    refused = refusal(payload.type, enabled=ctx.enabled, is_member=ctx.is_member, muted=ctx.muted)
+    if refused is not None:
+        return content.Skip(refused)
     assert payload.data.group_id is not None and ctx.group_name is not None
     subject = content.Subject(
         record_id=run.record_id,
@@ -170,6 +167,19 @@ async def _decide(
     )
     stale_after = datetime.timedelta(minutes=run.services.settings.new_message_stale_after_minutes)
     return await content.build(conn, subject, now=now, stale_after=stale_after)
+
+
+def refusal(kind: str, *, enabled: bool, is_member: bool, muted: bool) -> str | None:
+    """
+    Why the user does not want this notification (preferences, membership, mute), if they don't.
+    """
+    if not enabled:
+        return f"{kind} notifications are off in the user's preferences"
+    if not is_member:
+        return "the user is not a member of the group"
+    if muted:
+        return "group muted"
+    return None
 
 
 async def _open(
@@ -243,7 +253,7 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
             await delivery.mark_sending(conn, notification_id, plan.targets)
         else:
             summary = await delivery.summary(conn, notification_id)
-            await _conclude(conn, run, notification_id, summary, live=plan.live_devices)
+            await _conclude(conn, run, notification_id, summary)
     if not plan.targets:
         return
     message = PushMessage(
@@ -258,7 +268,7 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
     # most: tests/test_notification_crash.py kills one here, through its app's push sender.
     async with run.pool.connection() as conn, conn.transaction():
         summary = await delivery.record(conn, notification_id, results)
-        retry_error = await _conclude(conn, run, notification_id, summary, live=plan.live_devices)
+        retry_error = await _conclude(conn, run, notification_id, summary)
     if retry_error is not None:
         raise RetryableJobError(retry_error)
 
@@ -268,13 +278,13 @@ async def _conclude(
     run: JobRun,
     notification_id: uuid.UUID,
     summary: delivery.Summary,
-    *,
-    live: int,
 ) -> str | None:
     """
     Store the notification's outcome; returns the error to retry with, if devices remain.
     """
-    status, reason, retry_error = _outcome(summary, run, live=live)
+    status, reason, retry_error = outcome(
+        summary, attempt=run.attempt, last_attempt=run.is_last_attempt
+    )
     await conn.execute(
         sql.query("notification_finish"),
         {
@@ -305,18 +315,19 @@ async def _conclude(
     return retry_error
 
 
-def _outcome(
-    summary: delivery.Summary, run: JobRun, *, live: int
+def outcome(
+    summary: delivery.Summary, *, attempt: int, last_attempt: bool
 ) -> tuple[str, str | None, str | None]:
     """
-    (notification status, reason, error to retry with) from the deliveries so far.
+    (notification status, reason, error to retry with) from the deliveries so far, on the job's
+    `attempt`-th attempt.
     """
     codes = summary.error_codes or "unknown error"
     if summary.retry:
-        if not run.is_last_attempt:
+        if not last_attempt:
             reason = f"retrying {summary.retry} device(s): {codes}"
             return "pending", reason, f"push to {summary.retry} device(s) to be retried: {codes}"
-        reason = f"{summary.retry} device(s) not reached after {run.attempt} attempts: {codes}"
+        reason = f"{summary.retry} device(s) not reached after {attempt} attempts: {codes}"
         return ("sent" if summary.reached else "failed"), reason, reason
     if summary.reached:
         notes = [f"{summary.dead_token} dead device(s) disabled"] if summary.dead_token else []

@@ -42,9 +42,6 @@ class Plan:
     """
 
     targets: list[PushTarget]
-    live_devices: int
-    # Devices that reached the duplicate bound without an answer: marked final, not sent to.
-    unconfirmed: list[uuid.UUID]
 
 
 @dataclass(frozen=True)
@@ -86,6 +83,7 @@ async def plan(
         if device["status"] in FINAL:
             continue
         if device["unanswered"] >= MAX_COPIES:
+            # The duplicate bound, reached without an answer: marked final, never sent again.
             unconfirmed.append(device["device_id"])
             continue
         targets.append(PushTarget(device["device_id"], device["kind"], device["identifier"]))
@@ -94,7 +92,7 @@ async def plan(
             sql.query("deliveries_unconfirmed"),
             {"notification_id": notification_id, "device_ids": unconfirmed},
         )
-    return Plan(targets=targets, live_devices=len(devices), unconfirmed=unconfirmed)
+    return Plan(targets=targets)
 
 
 async def mark_sending(
