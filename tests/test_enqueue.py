@@ -4,7 +4,6 @@ Transactional enqueue, both faces: Python (psycopg) and raw SQL through psql.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import subprocess
 import uuid
@@ -41,8 +40,7 @@ async def test_python_commit_creates_record_and_job_and_notify_wakes_idle_worker
 ):
     gid = await factories.group(conn)
     # Polling every 60 s: only NOTIFY can start the job within the test's few seconds.
-    await start_worker(fetch_job_polling_interval=60, listen_notify=True)
-    await asyncio.sleep(0.5)  # the worker is idle, LISTENing
+    await start_worker(fetch_job_polling_interval=60, listen_notify=True)  # returns LISTENing
     async with await psycopg.AsyncConnection.connect(db_url) as api:
         async with api.transaction():
             await api.execute("UPDATE public.groups SET name = 'renamed' WHERE id = %s", (gid,))

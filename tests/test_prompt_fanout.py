@@ -235,8 +235,15 @@ async def test_a_fan_out_that_dies_halfway_is_completed_by_the_next_tick(
         async def first_chunk_committed() -> bool:
             return len(await _records(conn)) == 2
 
+        async def blocked_on_the_held_key() -> bool:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool((await cur.fetchone())["n"])
+
         await wait_until(first_chunk_committed)
-        await asyncio.sleep(0.2)
+        await wait_until(blocked_on_the_held_key)
         assert not running.done()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
