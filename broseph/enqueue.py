@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from broseph import sql
@@ -71,12 +70,9 @@ async def enqueue(
         "idempotency_key": _text("idempotency_key", idempotency_key),
         **_scalars(run_at, priority, source, retry),
     }
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        with _refusals():
-            await cur.execute(sql.query("enqueue"), arguments)
-        row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    with _refusals():
+        record_id = await sql.value(conn, "enqueue", arguments)
+    return uuid.UUID(str(record_id))
 
 
 async def enqueue_many(
@@ -111,20 +107,17 @@ async def enqueue_many(
     )
     scalars = _scalars(run_at, priority, source, retry)
     ids: list[uuid.UUID] = []
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        for start in range(0, len(payloads), chunk_size):
-            chunk = payloads[start : start + chunk_size]
-            arguments = {
-                "job_type": job_type,
-                "params": [Jsonb(p.to_params()) for p in chunk],
-                "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
-                **scalars,
-            }
-            with _refusals(offset=start):
-                await cur.execute(sql.query("enqueue_many"), arguments)
-            row = await cur.fetchone()
-            assert row is not None
-            ids.extend(uuid.UUID(str(v)) for v in row[0])
+    for start in range(0, len(payloads), chunk_size):
+        chunk = payloads[start : start + chunk_size]
+        arguments = {
+            "job_type": job_type,
+            "params": [Jsonb(p.to_params()) for p in chunk],
+            "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
+            **scalars,
+        }
+        with _refusals(offset=start):
+            record_ids = await sql.value(conn, "enqueue_many", arguments)
+        ids.extend(uuid.UUID(str(v)) for v in record_ids)
     return ids
 
 

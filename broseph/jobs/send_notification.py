@@ -36,7 +36,6 @@ from typing import Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
@@ -131,17 +130,16 @@ async def handle(run: JobRun, payload: SendNotification) -> None:
 async def _context(
     conn: psycopg.AsyncConnection[Any], run: JobRun, payload: SendNotification
 ) -> _Context | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("notification_context"),
-            {
-                "user_id": payload.user_id,
-                "type": payload.type,
-                "group_id": payload.data.group_id,
-                "record_id": run.record_id,
-            },
-        )
-        row = await cur.fetchone()
+    row = await sql.row(
+        conn,
+        "notification_context",
+        {
+            "user_id": payload.user_id,
+            "type": payload.type,
+            "group_id": payload.data.group_id,
+            "record_id": run.record_id,
+        },
+    )
     return _Context(**row) if row else None
 
 
@@ -192,23 +190,22 @@ async def _open(
     This job's notification row (created, or updated while pending); None if already finished.
     """
     skipped = isinstance(decision, content.Skip)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("notification_open"),
-            {
-                "user_id": payload.user_id,
-                "type": payload.type,
-                "group_id": payload.data.group_id,
-                "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
-                "status": "skipped" if skipped else "pending",
-                "reason": decision.reason if isinstance(decision, content.Skip) else None,
-                "record_id": run.record_id,
-                "message_count": decision.message_count,
-                "covered_until": decision.covered_until,
-            },
-        )
-        row = await cur.fetchone()
-    return uuid.UUID(str(row["id"])) if row else None
+    opened = await sql.value(
+        conn,
+        "notification_open",
+        {
+            "user_id": payload.user_id,
+            "type": payload.type,
+            "group_id": payload.data.group_id,
+            "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
+            "status": "skipped" if skipped else "pending",
+            "reason": decision.reason if isinstance(decision, content.Skip) else None,
+            "record_id": run.record_id,
+            "message_count": decision.message_count,
+            "covered_until": decision.covered_until,
+        },
+    )
+    return uuid.UUID(str(opened)) if opened else None
 
 
 async def _skip(run: JobRun, payload: SendNotification, decision: content.Skip) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 
@@ -36,6 +35,6 @@ async def due(
     """
     Members due a reminder at `now` with no reminder job yet (migrations' reminder_targets).
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("reminder_targets"), {"now": now, "hour": hour})
-        return [Due(**row) for row in await cur.fetchall()]
+    return [
+        Due(**row) for row in await sql.rows(conn, "reminder_targets", {"now": now, "hour": hour})
+    ]
