@@ -13,7 +13,6 @@ import json
 import random
 import re
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Final
 
 import openai
@@ -116,17 +115,6 @@ class OpenAIPromptGenerator:
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
-
-    async def __aenter__(self) -> OpenAIPromptGenerator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """

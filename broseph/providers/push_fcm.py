@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import firebase_admin
 import google.auth.credentials
@@ -108,17 +107,6 @@ class FcmPushSender:
             raise
         self._dry_run = dry_run
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def send(self, message: PushMessage, targets: Sequence[PushTarget]) -> list[DeviceResult]:
         """
