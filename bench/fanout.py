@@ -20,8 +20,7 @@ from typing import Any
 
 from bench import workers
 from bench.harness import Context, Metric, Repetition, Sample, at_least, both, ratio_at_least
-from broseph import enqueue
-from broseph.jobs import generate_prompt
+from broseph import enqueue, idempotency
 from broseph.jobs.generate_prompt import GeneratePrompt
 
 number = 2
@@ -47,7 +46,7 @@ metrics = (
 
 async def ours(ctx: Context, groups: list[uuid.UUID]) -> float:
     payloads = [GeneratePrompt(group_id=g, local_date=DAY) for g in groups]
-    keys = [generate_prompt.idempotency_key(g, DAY) for g in groups]
+    keys = [idempotency.prompt(g, DAY) for g in groups]
     async with await ctx.db.connect() as conn:
         started = time.perf_counter()
         ids = await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")

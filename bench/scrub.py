@@ -40,7 +40,7 @@ max_reps = 1
 SIZES = (("30k", 30_000), ("300k", 300_000), ("1m", 1_000_000))
 CAP_SECONDS = 150.0
 SMOKE_CAP = 3.0
-# broseph/logs.py before issue 11, verbatim.
+# broseph/logs.py's scrubber before the linear one, verbatim.
 OLD_PATTERNS = (
     (r"sk-[A-Za-z0-9_\-]{8,}", "[redacted]"),
     (r"(?i)bearer\s+[A-Za-z0-9._\-]+", "[redacted]"),

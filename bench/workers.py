@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from broseph import lifecycle, logs, services, worker
 from broseph.jobs.base import JobPayload, JobRun, JobType
-from broseph.providers.push import FcmPushSender
+from broseph.providers.push_fcm import FcmPushSender
 from broseph.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

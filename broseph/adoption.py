@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 
@@ -155,9 +154,10 @@ async def existing(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """
     The domain tables already in public, in REQUIRED's order (empty on a fresh database).
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("adoption_tables"), {"tables": TABLE_NAMES})
-        found = {row["table_name"] for row in await cur.fetchall()}
+    found = {
+        row["table_name"]
+        for row in await sql.rows(conn, "adoption_tables", {"tables": TABLE_NAMES})
+    }
     return [name for name in TABLE_NAMES if name in found]
 
 
@@ -205,13 +205,10 @@ def _column_gaps(table: str, column: Column, catalog: _Catalog, *, required: boo
 async def _read_catalog(conn: psycopg.AsyncConnection[Any]) -> _Catalog:
     params = {"tables": TABLE_NAMES}
     catalog = _Catalog(tables=set(await existing(conn)))
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("adoption_columns"), params)
-        for row in await cur.fetchall():
-            catalog.columns[(row["table_name"], row["column_name"])] = row
-        await cur.execute(sql.query("adoption_keys"), params)
-        for row in await cur.fetchall():
-            catalog.keys.setdefault(row["table_name"], []).append(set(row["columns"]))
+    for row in await sql.rows(conn, "adoption_columns", params):
+        catalog.columns[(row["table_name"], row["column_name"])] = row
+    for row in await sql.rows(conn, "adoption_keys", params):
+        catalog.keys.setdefault(row["table_name"], []).append(set(row["columns"]))
     return catalog
 
 
@@ -223,9 +220,8 @@ async def footprint(conn: psycopg.AsyncConnection[Any]) -> Footprint:
     {(table, kind, name)}: the columns, indexes, constraints, triggers, policies and RLS flag of
     the app's tables — compared before and after a migration to list what it added.
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("adoption_footprint"), {"tables": TABLE_NAMES})
-        return {(r["table_name"], r["kind"], r["name"]) for r in await cur.fetchall()}
+    found = await sql.rows(conn, "adoption_footprint", {"tables": TABLE_NAMES})
+    return {(r["table_name"], r["kind"], r["name"]) for r in found}
 
 
 def changes(before: Footprint, after: Footprint) -> list[str]:

@@ -153,12 +153,11 @@ def enqueue(
 
 
 def _payload(job_type: str, params: dict[str, Any]) -> JobPayload:
-    from broseph import enqueue as enqueuing
     from broseph import jobs
 
     problem: problems.Problem | None = None
     try:
-        return enqueuing.payload_for(job_type, params)
+        return jobs.payload_for(job_type, params)
     except jobs.UnknownJobType as exc:
         problem = problems.Problem(
             f"unknown job type {job_type!r}",

@@ -21,14 +21,17 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from broseph import jobs, sql
-from broseph.jobs.base import JobPayload
+from broseph import sql
+
+if TYPE_CHECKING:
+    # Only the type: the job modules import this module to enqueue follow-ups, and a producer
+    # importing it loads no job module (nor, through them, any outside service's SDK).
+    from broseph.jobs.base import JobPayload
 
 # Large fan-outs are sent in slices so one statement's arrays stay a few MB at most.
 CHUNK_SIZE = 5000
@@ -67,12 +70,9 @@ async def enqueue(
         "idempotency_key": _text("idempotency_key", idempotency_key),
         **_scalars(run_at, priority, source, retry),
     }
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        with _refusals():
-            await cur.execute(sql.query("enqueue"), arguments)
-        row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
+    with _refusals():
+        record_id = await sql.value(conn, "enqueue", arguments)
+    return uuid.UUID(str(record_id))
 
 
 async def enqueue_many(
@@ -107,20 +107,17 @@ async def enqueue_many(
     )
     scalars = _scalars(run_at, priority, source, retry)
     ids: list[uuid.UUID] = []
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        for start in range(0, len(payloads), chunk_size):
-            chunk = payloads[start : start + chunk_size]
-            arguments = {
-                "job_type": job_type,
-                "params": [Jsonb(p.to_params()) for p in chunk],
-                "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
-                **scalars,
-            }
-            with _refusals(offset=start):
-                await cur.execute(sql.query("enqueue_many"), arguments)
-            row = await cur.fetchone()
-            assert row is not None
-            ids.extend(uuid.UUID(str(v)) for v in row[0])
+    for start in range(0, len(payloads), chunk_size):
+        chunk = payloads[start : start + chunk_size]
+        arguments = {
+            "job_type": job_type,
+            "params": [Jsonb(p.to_params()) for p in chunk],
+            "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
+            **scalars,
+        }
+        with _refusals(offset=start):
+            record_ids = await sql.value(conn, "enqueue_many", arguments)
+        ids.extend(uuid.UUID(str(v)) for v in record_ids)
     return ids
 
 
@@ -195,10 +192,3 @@ def _refusals(offset: int = 0) -> Iterator[None]:
                 message,
             )
         raise EnqueueError(column, message) from exc
-
-
-def payload_for(job_type: str, params: Mapping[str, Any]) -> JobPayload:
-    """
-    Validate raw params (CLI, ingress) with the job type's model; raises ValueError subclasses.
-    """
-    return jobs.get(job_type).payload.model_validate(dict(params))

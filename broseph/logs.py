@@ -2,7 +2,7 @@
 Logging: structlog for our events, stdlib logging (procrastinate, psycopg_pool, httpx) routed
 through the same chain.
 
-Secrets never reach logs (invariant 6). Exceptions are rendered to plain text first — without
+Secrets never reach logs. Exceptions are rendered to plain text first — without
 local variables: a frame's `settings` or connection string would otherwise be printed whole — and
 only then does every event pass `redact_secrets`: values under sensitive keys are replaced, and
 all free text (messages, error strings, whole tracebacks) goes through `scrub`.
@@ -113,7 +113,7 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """
-    structlog processor: the last line of defence for invariant 6 (secrets never reach logs).
+    structlog processor: the last line of defence for secrets never reaching logs.
     Runs after exceptions were rendered to text, so tracebacks are scrubbed too.
     """
     for key in list(event_dict):

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from procrastinate import exceptions, job_context
+from procrastinate import exceptions
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
@@ -87,7 +87,3 @@ class JobRetry(BaseRetryStrategy):
 
 def _in_seconds(seconds: float) -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-
-
-def is_shutdown(context: job_context.JobContext) -> bool:
-    return context.abort_reason() == job_context.AbortReason.SHUTDOWN

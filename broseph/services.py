@@ -6,6 +6,10 @@ starts (`start`, from its app's settings), after checking the outside-service co
 unreadable FCM credentials file or a malformed OpenAI key stops it there with one line naming the
 cause and the fix, instead of failing every job it would run. Nothing connects at import, and
 building connects to nothing either; tests install their own services with `install()`.
+
+The SDK adapters (`providers.ai_openai`, `providers.push_fcm`) are imported here only, and only
+when a setting asks for them: the job types and `broseph.enqueue` see the ports
+(`providers.ai`, `providers.push`), so a producer importing them loads neither SDK.
 """
 
 from __future__ import annotations
@@ -16,21 +20,15 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import procrastinate
 from psycopg_pool import AsyncConnectionPool
 
 from broseph.problems import FIX_CONFIG, Problem
-from broseph.providers.ai import OpenAIPromptGenerator, PromptGenerator
+from broseph.providers.ai import PromptGenerator
 from broseph.providers.prompt_bank import OfflinePromptBank
-from broseph.providers.push import (
-    DeviceResult,
-    FcmPushSender,
-    PushMessage,
-    PushSender,
-    PushTarget,
-)
+from broseph.providers.push import DeviceResult, PushMessage, PushSender, PushTarget
 from broseph.providers.push_outbox import OutboxPushSender
 from broseph.settings import Settings
 
@@ -65,12 +63,26 @@ class Services:
         """
         Close the outside clients these services built (the pool belongs to the app).
         """
-        if isinstance(self.ai, OpenAIPromptGenerator):
-            await self.ai.aclose()
+        # The port has no aclose (the offline bank and tests' writers hold nothing); the OpenAI
+        # writer has one.
+        close = getattr(self.ai, "aclose", None)
+        if close is not None:
+            await close()
         await self.push.aclose()
 
 
+class Builder(Protocol):
+    """
+    Builds an app's services when its worker starts: `build`, unless `provide` named another.
+    """
+
+    def __call__(
+        self, settings: Settings, pool: AsyncConnectionPool[Any], *, uses: Iterable[str]
+    ) -> Services: ...
+
+
 _by_app: weakref.WeakKeyDictionary[procrastinate.App, Services] = weakref.WeakKeyDictionary()
+_builders: weakref.WeakKeyDictionary[procrastinate.App, Builder] = weakref.WeakKeyDictionary()
 
 
 def install(app: procrastinate.App, services: Services) -> None:
@@ -80,6 +92,16 @@ def install(app: procrastinate.App, services: Services) -> None:
     _by_app[app] = services
 
 
+def provide(app: procrastinate.App, builder: Builder) -> None:
+    """
+    Build this app's services with `builder` (instead of `build`) when its worker starts: for a
+    program that runs broseph's app with adapters of its own — a push sender wrapping FCM's, say.
+    Unlike `install`, this needs no open pool, so it can be said where the app is defined, even
+    for `procrastinate --app … worker`. A builder usually calls `build` and replaces a field.
+    """
+    _builders[app] = builder
+
+
 def for_app(app: procrastinate.App) -> Services:
     """
     The app's services: those its worker built when it started (`start`), or installed ones.
@@ -87,7 +109,7 @@ def for_app(app: procrastinate.App) -> Services:
     services = _by_app.get(app)
     if services is None:
         # Only a job run outside `run_worker_async` gets here; build as a start would.
-        services = build(settings_of(app), pool_of(app))
+        services = _builders.get(app, build)(settings_of(app), pool_of(app), uses=("ai", "push"))
         _by_app[app] = services
     return services
 
@@ -100,7 +122,7 @@ def start(app: procrastinate.App, *, uses: Iterable[str] = ("ai", "push")) -> Se
     """
     if app in _by_app:
         return None
-    services = build(settings_of(app), pool_of(app), uses=uses)
+    services = _builders.get(app, build)(settings_of(app), pool_of(app), uses=uses)
     _by_app[app] = services
     return services
 
@@ -177,6 +199,8 @@ def prompt_generator(settings: Settings) -> PromptGenerator | None:
         _require_http_url(
             "OPENAI_BASE_URL", settings.openai_base_url, "e.g. https://api.openai.com/v1"
         )
+    from broseph.providers.ai_openai import OpenAIPromptGenerator  # the SDK, only when keyed
+
     # Building the client opens no connection; the first request does.
     return OpenAIPromptGenerator(
         api_key=key,
@@ -205,6 +229,8 @@ def push_sender(settings: Settings, pool: AsyncConnectionPool[Any]) -> PushSende
         )
     if settings.fcm_base_url:
         _require_http_url("FCM_BASE_URL", settings.fcm_base_url, "or leave it empty for FCM")
+    from broseph.providers.push_fcm import FcmPushSender  # the SDK, only when configured
+
     failure: Problem | None = None
     try:
         # One firebase_admin app per process (the sender owns it); no connection until the

@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=5.0, gt=0)
     shutdown_timeout: float = Field(default=30.0, ge=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
-    retry_base_seconds: int = Field(default=2, ge=1)
 
     # --- logging --------------------------------------------------------------------------
     log_format: Literal["json", "console"] = "console"
@@ -67,8 +66,6 @@ class Settings(BaseSettings):
     reminder_cron: str = "*/15 * * * *"
     # Where FCM lives (a stand-in server in tests); None = https://fcm.googleapis.com.
     fcm_base_url: str | None = None
-    # Testing only (crash tests): seconds to pause between the FCM call and recording its outcome.
-    push_test_pause_after_send: float = Field(default=0.0, ge=0)
 
     # --- BullMQ ingress -------------------------------------------------------------------
     # Secret: redis://:PASSWORD@host carries one. Read it with `reveal(settings.redis_url)`.
@@ -81,8 +78,6 @@ class Settings(BaseSettings):
     ingress_job_map: dict[str, dict[str, Any]] = Field(default_factory=dict)
     ingress_lock_duration_ms: int = Field(default=30000, ge=1000)
     ingress_stalled_interval_ms: int = Field(default=30000, ge=500)
-    # Testing only: hold each job between the Postgres commit and the BullMQ ack (crash tests).
-    ingress_test_hold_after_commit: float = Field(default=0.0, ge=0)
 
     # --- operations -----------------------------------------------------------------------
     rescue_after_seconds: float = Field(default=30.0, gt=0)

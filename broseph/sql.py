@@ -2,15 +2,23 @@
 Named SQL queries, loaded once from `broseph/queries/*.sql`.
 
 Each query starts with a `-- name: <name>` line; the comment lines after it describe it. Callers
-say `sql.query("load_record")`, keeping SQL out of Python strings.
+say `sql.query("load_record")`, keeping SQL out of Python strings — or, to run one on their
+connection and read its rows as dicts, `await sql.rows(conn, "name", params)`, `sql.row` (the
+first row or None), `sql.one` (the row, which must exist) or `sql.value` (its first column).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import LiteralString
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+
+Params = Mapping[str, Any] | None
 
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z0-9_]+)\s*$", re.MULTILINE)
 
@@ -52,3 +60,47 @@ def query(name: str) -> LiteralString:
         return _all()[name]
     except KeyError:
         raise KeyError(f"no SQL query named {name!r} in broseph/queries/") from None
+
+
+async def rows(
+    conn: psycopg.AsyncConnection[Any], name: str, params: Params = None
+) -> list[dict[str, Any]]:
+    """
+    Run the named query on `conn` (the caller's transaction, if any); every row, as a dict.
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchall()
+
+
+async def row(
+    conn: psycopg.AsyncConnection[Any], name: str, params: Params = None
+) -> dict[str, Any] | None:
+    """
+    Run the named query on `conn`; its first row as a dict, None when it returned none.
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchone()
+
+
+async def one(
+    conn: psycopg.AsyncConnection[Any], name: str, params: Params = None
+) -> dict[str, Any]:
+    """
+    `row` for a query that always returns a row (an aggregate, an upsert's RETURNING).
+    """
+    found = await row(conn, name, params)
+    if found is None:
+        raise LookupError(f"query {name} returned no row")
+    return found
+
+
+async def value(conn: psycopg.AsyncConnection[Any], name: str, params: Params = None) -> Any:
+    """
+    The first column of the named query's first row (None when it returned none).
+    """
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query(name), params)
+        found = await cur.fetchone()
+    return None if found is None else found[0]

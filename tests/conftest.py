@@ -15,6 +15,7 @@ from typing import Any
 import procrastinate
 import psycopg
 import pytest
+from procrastinate.manager import get_channel_for_queues
 from psycopg.rows import DictRow, dict_row
 
 from broseph import migrate, services, worker
@@ -114,10 +115,17 @@ async def start_worker(
 
     async def start(**options: Any) -> RunningWorker:
         opts: dict[str, Any] = {"install_signal_handlers": False, "wait": True, **options}
+        before = await worker_readiness(app, opts)
         task = asyncio.create_task(app.run_worker_async(**opts))
-        await asyncio.sleep(0.2)  # let it register and LISTEN
-        if task.done():
-            task.result()
+        # Ready: registered and, with LISTEN on, listening — not a fixed sleep.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not _ready(app, opts, before, await worker_readiness(app, opts)):
+            if task.done():
+                task.result()  # it failed to start: raise its error
+                pytest.fail("the worker stopped before it was ready")
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail("the worker neither registered nor LISTENed within 30 s")
+            await asyncio.sleep(0.01)
         handle = RunningWorker(app, task)
         running.append(handle)
         return handle
@@ -125,6 +133,34 @@ async def start_worker(
     yield start
     for handle in running:
         await handle.stop()
+
+
+async def worker_readiness(app: procrastinate.App, options: dict[str, Any]) -> tuple[int, int]:
+    """
+    (workers registered, backends LISTENing on the last channel a worker with these options
+    listens on) in the app's database. A starting worker registers, then LISTENs on its channels
+    in order and waits: it is ready once the first count has grown and, with LISTEN on, the
+    second too.
+    """
+    merged = {**app.worker_defaults, **options}
+    last = list(get_channel_for_queues(merged.get("queues")))[-1]
+    async with services.pool_of(app).connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM procrastinate_workers),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            "   AND state = 'idle' AND rtrim(query, '; ') = %s)",
+            (f'LISTEN "{last}"',),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]))
+
+
+def _ready(
+    app: procrastinate.App, options: dict[str, Any], before: tuple[int, int], now: tuple[int, int]
+) -> bool:
+    listens = {**app.worker_defaults, **options}.get("listen_notify", True)
+    return now[0] > before[0] and (not listens or now[1] > before[1])
 
 
 async def wait_until(

@@ -261,12 +261,19 @@ def private_redis(directory: Path, *, policy: str = "noeviction") -> Iterator[Re
 
 class IngressProcess:
     """
-    `broseph ingress bullmq` as a subprocess, JSON logs to a file.
+    `broseph ingress bullmq` as a subprocess, JSON logs to a file. `hold`: run the test ingress
+    instead (tests/ingress_app.py), which holds each job that long between commit and ack.
     """
 
-    def __init__(self, workdir: Path, env: Mapping[str, str], name: str = "ingress") -> None:
+    def __init__(
+        self, workdir: Path, env: Mapping[str, str], name: str = "ingress", *, hold: float = 0.0
+    ) -> None:
         self.log = workdir / f"{name}.log"
         self.env = {**os.environ, "LOG_FORMAT": "json", **env}
+        self.command = [str(BROSEPH), "ingress", "bullmq"]
+        if hold:
+            self.env.update({"INGRESS_HOLD_SECONDS": str(hold), "PYTHONPATH": str(ROOT)})
+            self.command = [sys.executable, "-m", "tests.ingress_app"]
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -274,7 +281,7 @@ class IngressProcess:
         with self.log.open("ab") as out:
             # cwd without a .env file: only the environment configures it.
             self.proc = subprocess.Popen(
-                [str(BROSEPH), "ingress", "bullmq"],
+                self.command,
                 cwd=self.workdir,
                 env=self.env,
                 stdout=out,

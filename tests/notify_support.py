@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from broseph import enqueue, services
 from broseph.jobs.send_notification import NotificationData, SendNotification
-from broseph.providers.push import FcmPushSender
+from broseph.providers.push_fcm import FcmPushSender
 from tests import factories
 from tests.conftest import wait_until
 from tests.standins.fcm_server import FcmStandIn

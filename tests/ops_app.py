@@ -1,7 +1,7 @@
 """
 The app the operations tests run in worker subprocesses:
 
-    DATABASE_URL=… PYTHONPATH=/work/main procrastinate --app tests.ops_app.app worker
+    DATABASE_URL=… PYTHONPATH=<repo> procrastinate --app tests.ops_app.app worker
 
 It is the production app (every catalogue job type, the periodic tasks, the resilient connector)
 plus one test-only job type, `TestNap`, that sleeps in small steps (checking for an abort between

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 from pydantic import SecretStr
 
-from broseph import enqueue
-from broseph.jobs.generate_prompt import GeneratePrompt, idempotency_key
+from broseph import enqueue, idempotency
+from broseph.jobs.generate_prompt import GeneratePrompt
 from broseph.settings import Settings
 from tests.conftest import wait_until
 from tests.standins.openai_server import OpenAIStandIn
@@ -59,7 +59,7 @@ async def enqueue_prompt(
     retry: dict[str, Any] | None = None,
 ) -> Any:
     payload = GeneratePrompt(group_id=gid, local_date=day)
-    key = idempotency_key(gid, day) if day else None
+    key = idempotency.prompt(gid, day) if day else None
     return await enqueue.enqueue(conn, payload, idempotency_key=key, retry=retry)
 
 

@@ -1,7 +1,7 @@
 -- A database prepared the way Supabase prepares one, for the Supabase-like test profile
 -- (tests/profiles.py). Follows Supabase's own init script (repository supabase/postgres,
--- migrations/db/init-scripts/00000000000000-initial-schema.sql) and its auth functions (see
--- /work/shared/notes/platform.md), and its later migrations that demote `postgres`
+-- migrations/db/init-scripts/00000000000000-initial-schema.sql) and its auth functions
+-- (auth.uid() reads request.jwt.claims' sub), and its later migrations that demote `postgres`
 -- (migrations/db/migrations/10000000000000_demote-postgres.sql and after). Run as a superuser:
 -- it plays supabase_admin. `broseph migrate`, the tests and the worker then connect as
 -- supabase_postgres_like, which is what `postgres` is on Supabase: NOT a superuser (CREATEROLE,

@@ -4,6 +4,7 @@ The OpenAI prompt adapter, through the real `openai` SDK, against the stand-in s
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
@@ -17,12 +18,12 @@ from broseph.providers.ai import (
     AIOutputError,
     AIPermanentError,
     AITransientError,
-    OpenAIPromptGenerator,
     PromptContext,
     PromptDraft,
     PromptGenerator,
     normalize_prompt,
 )
+from broseph.providers.ai_openai import OpenAIPromptGenerator
 from tests.standins.openai_server import DEFAULT_OUTPUT, OpenAIStandIn, RecordedRequest, Reply
 
 API_KEY = "sk-test-not-a-real-key-123"
@@ -77,7 +78,7 @@ def standin() -> Iterator[OpenAIStandIn]:
 
 @pytest.fixture
 async def generator(standin: OpenAIStandIn) -> AsyncIterator[OpenAIPromptGenerator]:
-    async with make_generator(standin) as gen:
+    async with contextlib.aclosing(make_generator(standin)) as gen:
         yield gen
 
 
@@ -124,7 +125,7 @@ async def test_structured_output_becomes_a_draft(
 
 async def test_default_reply_and_fixed_latency(standin: OpenAIStandIn) -> None:
     standin.set_default(latency=0.3)
-    async with make_generator(standin) as generator:
+    async with contextlib.aclosing(make_generator(standin)) as generator:
         started = time.monotonic()
         draft = await generator.generate(make_context())
         elapsed = time.monotonic() - started
@@ -187,7 +188,7 @@ async def test_server_error_then_success(
 async def test_rate_limit_that_persists_is_transient(standin: OpenAIStandIn) -> None:
     standin.script(*[Reply.status(429, headers=FAST_RETRY)] * 3)
 
-    async with make_generator(standin, max_retries=1) as generator:
+    async with contextlib.aclosing(make_generator(standin, max_retries=1)) as generator:
         error = await expect_error(generator, AITransientError)
 
     assert len(standin.requests) == 2
@@ -212,7 +213,9 @@ async def test_long_retry_after_is_left_to_the_job(
 async def test_timeout_is_transient(standin: OpenAIStandIn) -> None:
     standin.script(Reply.delay(2.0, then=Reply.json_output(GOOD_OUTPUT)))
 
-    async with make_generator(standin, timeout=0.2, max_retries=0) as generator:
+    async with contextlib.aclosing(
+        make_generator(standin, timeout=0.2, max_retries=0)
+    ) as generator:
         started = time.monotonic()
         error = await expect_error(generator, AITransientError)
 
@@ -224,7 +227,7 @@ async def test_timeout_is_transient(standin: OpenAIStandIn) -> None:
 async def test_dropped_connection_is_transient(standin: OpenAIStandIn) -> None:
     standin.script(Reply.disconnect())
 
-    async with make_generator(standin, max_retries=0) as generator:
+    async with contextlib.aclosing(make_generator(standin, max_retries=0)) as generator:
         error = await expect_error(generator, AITransientError)
 
     assert error.reason == "connection failed"

@@ -19,7 +19,7 @@ from tests.pgcluster import free_port
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {name.upper() for name in Settings.model_fields}
 BROSEPH_SERVICES = ("migrate", "worker", "ingress", "dashboard")
-# The dashboard's credentials, read by its settings (the dashboard branch of issue 16 adds them).
+# The dashboard's credentials (DASHBOARD_USER / DASHBOARD_PASSWORD in settings.py).
 DASHBOARD_CREDENTIALS = {"DASHBOARD_USER", "DASHBOARD_PASSWORD"}
 
 

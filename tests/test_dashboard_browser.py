@@ -2,8 +2,9 @@
 The dashboard in a real browser: Playwright for Python driving Debian's chromium against
 `broseph dashboard` started as an operator starts it, on a per-test database.
 
-Each scenario of issue 15, and the screenshots of every page (docs/dashboard/*.png) taken from
-one deterministic world. They are written to a temporary folder; to refresh the committed ones:
+Each scenario an operator plays through the dashboard, and the screenshots of every page
+(docs/dashboard/*.png) taken from one deterministic world. They are written to a temporary
+folder; to refresh the committed ones:
 `DASHBOARD_SCREENSHOTS=docs/dashboard pytest tests/test_dashboard_browser.py -k screenshots`.
 """
 

@@ -4,7 +4,6 @@ Transactional enqueue, both faces: Python (psycopg) and raw SQL through psql.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import subprocess
 import uuid
@@ -12,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from broseph import enqueue
+from broseph import enqueue, jobs
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests import factories
 from tests.conftest import wait_until
@@ -41,8 +40,7 @@ async def test_python_commit_creates_record_and_job_and_notify_wakes_idle_worker
 ):
     gid = await factories.group(conn)
     # Polling every 60 s: only NOTIFY can start the job within the test's few seconds.
-    await start_worker(fetch_job_polling_interval=60, listen_notify=True)
-    await asyncio.sleep(0.5)  # the worker is idle, LISTENing
+    await start_worker(fetch_job_polling_interval=60, listen_notify=True)  # returns LISTENing
     async with await psycopg.AsyncConnection.connect(db_url) as api:
         async with api.transaction():
             await api.execute("UPDATE public.groups SET name = 'renamed' WHERE id = %s", (gid,))
@@ -87,14 +85,14 @@ async def test_python_duplicate_idempotency_key_gives_one_job(db_url, conn):
 
 async def test_python_invalid_params_clear_error_nothing_written(conn):
     with pytest.raises(ValueError, match="group_id"):
-        enqueue.payload_for("ProcessEngagement", {"group_id": "not-a-uuid", "local_date": "x"})
+        jobs.payload_for("ProcessEngagement", {"group_id": "not-a-uuid", "local_date": "x"})
     with pytest.raises(ValueError, match="extra"):
-        enqueue.payload_for(
+        jobs.payload_for(
             "ProcessEngagement",
             {"group_id": str(uuid.uuid4()), "local_date": "2026-01-01", "text": "hi"},
         )
     with pytest.raises(LookupError, match="unknown job type 'Nope'"):
-        enqueue.payload_for("Nope", {})
+        jobs.payload_for("Nope", {})
     assert await _counts(conn) == (0, 0)
 
 

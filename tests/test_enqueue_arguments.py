@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from broseph import enqueue
+from broseph import enqueue, jobs
 from broseph.jobs.process_engagement import ProcessEngagement
 from tests.enqueue_calls import Answer, Raw, attempt
 
@@ -358,11 +358,11 @@ async def test_python_face_enqueue_many_names_mismatched_keys(db_url):
 
 
 def test_python_face_accepts_the_same_id_forms_as_sql():
-    upper = enqueue.payload_for("ProcessEngagement", {**PARAMS, "group_id": GROUP.upper()})
+    upper = jobs.payload_for("ProcessEngagement", {**PARAMS, "group_id": GROUP.upper()})
     assert upper.to_params() == PARAMS
     for bad in ("{" + GROUP + "}", GROUP.replace("-", ""), f"urn:uuid:{GROUP}"):
         with pytest.raises(ValueError, match="group_id"):
-            enqueue.payload_for("ProcessEngagement", {**PARAMS, "group_id": bad})
+            jobs.payload_for("ProcessEngagement", {**PARAMS, "group_id": bad})
     for bad_day in (1767225600, "2026-03-01T00:00:00", "20260301"):
         with pytest.raises(ValueError, match="local_date"):
-            enqueue.payload_for("ProcessEngagement", {**PARAMS, "local_date": bad_day})
+            jobs.payload_for("ProcessEngagement", {**PARAMS, "local_date": bad_day})

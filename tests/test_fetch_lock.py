@@ -126,7 +126,12 @@ async def test_a_job_becoming_due_during_a_concurrent_fetch_costs_no_error(db_ur
         await psycopg.AsyncConnection.connect(db_url) as b,
     ):
         await b.execute("SELECT now()")  # B's transaction (and its now()) starts before X is due
-        await asyncio.sleep(0.6)
+
+        async def x_due() -> bool:
+            cur = await conn.execute("SELECT clock_timestamp() > %s AS due", (due,))
+            return bool((await cur.fetchone())["due"])
+
+        await wait_until(x_due)
         cur_a = await a.execute("SELECT id FROM broseph.fetch_job(NULL, %s)", (wid,))
         assert (await cur_a.fetchone())[0] == x
 
@@ -135,7 +140,15 @@ async def test_a_job_becoming_due_during_a_concurrent_fetch_costs_no_error(db_ur
             return (await cur_b.fetchone())[0]
 
         pending = asyncio.create_task(fetch_b())
-        await asyncio.sleep(0.3)  # B waits on A's uncommitted claim of lock L
+
+        async def b_waits_on_a() -> bool:  # on A's uncommitted claim of lock L
+            cur = await conn.execute(
+                "SELECT wait_event_type = 'Lock' AS waits FROM pg_stat_activity WHERE pid = %s",
+                (b.info.backend_pid,),
+            )
+            return bool((await cur.fetchone())["waits"])
+
+        await wait_until(b_waits_on_a)
         await a.commit()
         assert await pending is None
         await b.commit()

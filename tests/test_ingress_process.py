@@ -1,7 +1,8 @@
 """
-The ingress as an operator runs it: `broseph ingress bullmq` as a subprocess (killed with -9
-between the Postgres commit and the BullMQ ack; stopped with SIGTERM mid-job) and the
-`broseph ingress quarantine list / replay` commands.
+The ingress as an operator runs it: `broseph ingress bullmq` as a subprocess, and the test
+ingress (tests/ingress_app.py: the same, holding each job between the Postgres commit and the
+BullMQ ack) killed with -9 there or stopped with SIGTERM mid-job; the `broseph ingress quarantine
+list / replay` commands.
 """
 
 from __future__ import annotations
@@ -50,11 +51,10 @@ async def test_a_crash_between_commit_and_ack_is_redelivered_and_yields_one_reco
     conn, db_url, tmp_path
 ):
     queue = support.unique_queue()
-    env = base_env(db_url, queue, INGRESS_TEST_HOLD_AFTER_COMMIT="60")
-    first = support.IngressProcess(tmp_path, env, "first")
-    second = support.IngressProcess(
-        tmp_path, {**env, "INGRESS_TEST_HOLD_AFTER_COMMIT": "0"}, "second"
-    )
+    env = base_env(db_url, queue)
+    # The first holds each job 60 s after its commit (the test ingress); the second is the CLI.
+    first = support.IngressProcess(tmp_path, env, "first", hold=60)
+    second = support.IngressProcess(tmp_path, env, "second")
     try:
         async with support.producer(queue) as q:
             first.start()
@@ -95,9 +95,7 @@ async def test_a_crash_between_commit_and_ack_is_redelivered_and_yields_one_reco
 
 async def test_sigterm_finishes_in_flight_jobs_then_closes(conn, db_url, tmp_path):
     queue = support.unique_queue()
-    proc = support.IngressProcess(
-        tmp_path, base_env(db_url, queue, INGRESS_TEST_HOLD_AFTER_COMMIT="5")
-    )
+    proc = support.IngressProcess(tmp_path, base_env(db_url, queue), hold=5)
     try:
         async with support.producer(queue) as q:
             proc.start()

@@ -39,7 +39,11 @@ async def test_redis_down_at_start_is_retried_until_it_answers(conn, settings, t
     cfg = support.ingress_settings(settings, queue, redis_url=server.url)
     with structlog.testing.capture_logs() as logs:
         async with support.running_ingress(cfg) as ingress:
-            await asyncio.sleep(1.5)
+
+            async def refused_twice() -> bool:  # it keeps trying while Redis is down
+                return [e["event"] for e in logs].count("ingress_redis_unavailable") >= 2
+
+            await wait_until(refused_twice)
             health = await ingress.health()
             assert not health.consuming and health.last_error
             assert any(e["event"] == "ingress_redis_unavailable" for e in logs)

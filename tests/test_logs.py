@@ -1,5 +1,5 @@
 """
-Invariant 6: secrets never reach logs, whatever a call site passes.
+Secrets never reach logs, whatever a call site passes.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ device receives the notification at most twice (counted at the FCM stand-in), ho
 that happens — the bound of broseph/notify/delivery.py. Without a crash, exactly once
 (tests/test_send_notification.py).
 
-Workers run as `broseph worker` subprocesses configured only through the environment: service-
-account credentials (FIREBASE_CREDENTIALS_FILE, token endpoint stood in), FCM_BASE_URL pointing at
-the stand-in, PUSH_TEST_PAUSE_AFTER_SEND holding the victim right after the FCM call. The killed
+Workers run as `procrastinate --app tests.notify_crash_app.app worker` subprocesses — the
+production app, configured only through the environment: service-account credentials
+(FIREBASE_CREDENTIALS_FILE, token endpoint stood in), FCM_BASE_URL pointing at the stand-in —
+whose push sender holds the victim right after the FCM call (PUSH_PAUSE_SECONDS, read by the test
+app only). The killed
 worker's job comes back through the operations rescue (broseph/ops/rescue.py: the survivor's
 `ops_rescue` tick retries jobs whose worker's heartbeat is older than RESCUE_AFTER_SECONDS).
 """
@@ -18,6 +20,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -27,8 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests import factories
-from tests.conftest import venv_bin
+from tests import factories, notify_crash_app
 from tests.notify_support import (  # noqa: F401  (fixtures)
     ServiceAccount,
     deliveries,
@@ -42,19 +44,20 @@ from tests.notify_support import (  # noqa: F401  (fixtures)
 from tests.standins.fcm_server import FcmStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
+APP = "tests.notify_crash_app.app"
 MESSAGE_BODY = f"meet at the usual place, code {uuid.uuid4().hex[:10]}"
 
 
 class Worker:
     """
-    `broseph worker` in a subprocess, as an operator starts it; JSON logs to a file.
+    The crash test app's worker in a subprocess, as an operator starts one; JSON logs to a file.
     """
 
     def __init__(self, env: dict[str, str], name: str) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix=f"notify-{name}-", suffix=".log")[1])
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [str(venv_bin("broseph")), "worker"],
+                [sys.executable, "-m", "procrastinate", "--app", APP, "worker"],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -96,7 +99,8 @@ def workers(db_url: str, fcm: FcmStandIn, service_account: ServiceAccount) -> It
             "DATABASE_URL": db_url,
             "FIREBASE_CREDENTIALS_FILE": str(service_account.path),
             "FCM_BASE_URL": fcm.base_url,
-            "PUSH_TEST_PAUSE_AFTER_SEND": str(pause),
+            notify_crash_app.PAUSE_ENV: str(pause),
+            "PYTHONPATH": str(ROOT),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             # Notifications and the rescue tick only: no prompt or engagement work in between.

@@ -63,7 +63,10 @@ async def test_cancel_running_job_stops_between_steps_and_ends_cancelled(
     # 20 s in 200 steps of 0.1 s, reporting progress after each.
     [rid] = await enqueue_naps(ops_conn, 1, millis=20000, steps=200)
     await _until(ops_conn, rid, "processing")
-    await asyncio.sleep(0.5)
+    deadline = time.monotonic() + 15
+    while not (await _record(ops_conn, rid))["progress"]:  # between steps: one reported
+        assert time.monotonic() < deadline, "no step reported"
+        await asyncio.sleep(0.02)
 
     done = broseph(ops_url, "jobs", "cancel", str(rid))
     assert done.returncode == 0, done.stderr

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from broseph import services, worker
+from broseph import idempotency, services, worker
 from broseph.jobs import generate_prompt
-from broseph.jobs.generate_prompt import fan_out, idempotency_key, prompt_cron
+from broseph.jobs.generate_prompt import fan_out, prompt_cron
 from broseph.providers.ai import normalize_prompt
 from broseph.settings import Settings
 from tests import factories
@@ -95,8 +95,8 @@ async def test_only_active_due_groups_without_a_prompt_are_enqueued_once(app, co
         [(berlin, "2026-06-01"), (london, "2026-06-01")]
     )
     assert {r["idempotency_key"] for r in rows} == {
-        idempotency_key(berlin, datetime.date(2026, 6, 1)),
-        idempotency_key(london, datetime.date(2026, 6, 1)),
+        idempotency.prompt(berlin, datetime.date(2026, 6, 1)),
+        idempotency.prompt(london, datetime.date(2026, 6, 1)),
     }
     assert {(r["source"], r["status"]) for r in rows} == {("schedule", "todo")}
     assert sum(counts) >= 2 and rerun == 0  # the re-run finds the keys and sends nothing
@@ -176,7 +176,7 @@ async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
         assert all(records[(gid, day.isoformat())] == 1 for day in days), zone
         # Each day was asked for at the first tick its prompt hour was reached, never again.
         for day, tick in expected.items():
-            assert enqueued_at[idempotency_key(gid, day)] == tick, (zone, day)
+            assert enqueued_at[idempotency.prompt(gid, day)] == tick, (zone, day)
     assert {p["source"] for p in stored} == {"offline"}
     # Through the job path too, no group's prompt repeats one of its earlier (< 30) prompts.
     texts = collections.defaultdict(list)
@@ -188,13 +188,15 @@ async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
     ny_first = _expected("America/New_York", ticks)
     # Spring forward: 02:00 never happens on 2026-03-08; the group is due at 03:00 EDT (07:00Z).
     assert ny_first[datetime.date(2026, 3, 8)] == _utc(2026, 3, 8, 7)
-    assert enqueued_at[idempotency_key(new_york, datetime.date(2026, 3, 8))] == _utc(2026, 3, 8, 7)
+    key = idempotency.prompt(new_york, datetime.date(2026, 3, 8))
+    assert enqueued_at[key] == _utc(2026, 3, 8, 7)
     # Fall back in New York: 01:00 happens twice, then 02:00 EST (07:00Z).
-    assert enqueued_at[idempotency_key(new_york, datetime.date(2026, 11, 1))] == _utc(
+    assert enqueued_at[idempotency.prompt(new_york, datetime.date(2026, 11, 1))] == _utc(
         2026, 11, 1, 7
     )
     # Fall back in Berlin: 02:00 CEST (00:00Z) and again 02:00 CET (01:00Z) — one prompt.
-    assert enqueued_at[idempotency_key(berlin, datetime.date(2026, 10, 25))] == _utc(2026, 10, 25)
+    key = idempotency.prompt(berlin, datetime.date(2026, 10, 25))
+    assert enqueued_at[key] == _utc(2026, 10, 25)
     assert per_day[(berlin, datetime.date(2026, 10, 25))] == 1
 
 
@@ -225,7 +227,7 @@ async def test_a_fan_out_that_dies_halfway_is_completed_by_the_next_tick(
             "SELECT broseph.enqueue('GeneratePrompt', %s, %s)",
             (
                 Jsonb({"group_id": str(gids[2]), "local_date": day.isoformat()}),
-                idempotency_key(gids[2], day),
+                idempotency.prompt(gids[2], day),
             ),
         )
         running = asyncio.create_task(fan_out(svc, tick))
@@ -233,8 +235,15 @@ async def test_a_fan_out_that_dies_halfway_is_completed_by_the_next_tick(
         async def first_chunk_committed() -> bool:
             return len(await _records(conn)) == 2
 
+        async def blocked_on_the_held_key() -> bool:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool((await cur.fetchone())["n"])
+
         await wait_until(first_chunk_committed)
-        await asyncio.sleep(0.2)
+        await wait_until(blocked_on_the_held_key)
         assert not running.done()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -19,16 +19,16 @@ import structlog.testing
 from firebase_admin import messaging
 from google.oauth2.credentials import Credentials
 
-from broseph.providers import push
+from broseph.providers import push_fcm
 from broseph.providers.push import (
     DeviceResult,
-    FcmPushSender,
     LoggingPushSender,
     Outcome,
     PushMessage,
     PushSender,
     PushTarget,
 )
+from broseph.providers.push_fcm import FcmPushSender
 from tests.standins.fcm_server import FcmStandIn
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -486,7 +486,7 @@ async def test_missing_sdk_internal_fails_construction_loudly(
     monkeypatch.setattr(messaging, "_get_messaging_service", lambda app: object())
     name = f"broseph-test-{uuid.uuid4().hex[:8]}"
 
-    with pytest.raises(push.IncompatibleFirebaseAdminError, match="_fcm_url"):
+    with pytest.raises(push_fcm.IncompatibleFirebaseAdminError, match="_fcm_url"):
         new_sender(standin, app_name=name)
 
     # The half-built app was deleted, so fixing the problem and retrying works.

@@ -111,8 +111,8 @@ def test_sql_block_runs_as_written_as_prepared_statements(
 
 
 def test_an_untyped_parameter_fails_the_way_the_old_example_did(db_url: str) -> None:
-    # The README's example before issue 17, as the NestJS API would send it: the harness above
-    # must reject it exactly as node-postgres's prepared statement did.
+    # The README's earlier example (untyped parameters), as the NestJS API would send it: the
+    # harness above must reject it exactly as node-postgres's prepared statement did.
     old = """
     -- $1 group_id
     SELECT broseph.enqueue('ProcessEngagement',

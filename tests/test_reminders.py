@@ -131,7 +131,7 @@ async def test_reminders_are_pushed_unless_answered_meanwhile(conn, app, start_w
     jobs = {j["params"]["user_id"]: j for j in await _reminders(conn)}
     await wait_status(conn, jobs[str(sam)]["id"], "completed")
     rec = await wait_status(conn, jobs[str(ana)]["id"], "completed")
-    assert rec["result"]["reason"] == "prompt already answered"
+    assert rec["result"]["status"] == "skipped"
     cur = await conn.execute(
         "SELECT title, body, notification_type FROM broseph.push_outbox"
         " WHERE notification_type = 'prompt_reminder'"

@@ -1,7 +1,7 @@
 """
-Invariant 6 in a running worker: no secret reaches its output, in any log format, whichever way
-it is started — `broseph worker` or `procrastinate --app broseph.worker.app worker`, as an
-operator types them — through job failures with tracebacks and failed start-ups.
+Secrets never reach logs in a running worker: no secret reaches its output, in any log format,
+whichever way it is started — `broseph worker` or `procrastinate --app broseph.worker.app
+worker`, as an operator types them — through job failures with tracebacks and failed start-ups.
 
 Secrets in play: the database password (a role with a password on a cluster that checks it), the
 OpenAI key, a Redis password, the Firebase service account's private key and the access token

@@ -4,6 +4,7 @@ Every setting is documented in .env.example, and .env.example names nothing that
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -62,3 +63,31 @@ def test_one_probe_port_scheme_for_every_process(monkeypatch):
             Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv("METRICS_PORT", "0")
     assert Settings(_env_file=None).metrics_port == 0  # type: ignore[call-arg]
+
+
+def attributes_read(package: Path) -> set[str]:
+    """
+    Every attribute name read (`x.name`, `getattr(x, "name")`) in the package, settings.py aside.
+    """
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        if path.name == "settings.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                names.add(node.attr)
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                names.add(str(node.args[1].value))
+    return names
+
+
+def test_every_setting_is_read_by_the_code():
+    # A documented setting nothing reads (RETRY_BASE_SECONDS was one) misleads whoever sets it.
+    unread = set(Settings.model_fields) - attributes_read(ROOT / "broseph")
+    assert not unread, f"settings nothing in broseph/ reads: {sorted(unread)}"

@@ -179,8 +179,9 @@ def test_generated_schemas_and_types_match_the_payload_models(
 # --- the RPC wrappers: service_role only, on both profiles --------------------------------------
 
 # Supabase's init script grants every function created later in public to the client roles
-# (shared/notes/platform.md); a database prepared that way before migrating shows whether the
-# migration's REVOKEs hold.
+# (repository supabase/postgres, migrations/db/init-scripts/00000000000000-initial-schema.sql:
+# `alter default privileges in schema public grant all on functions to … anon, authenticated`);
+# a database prepared that way before migrating shows whether the migration's REVOKEs hold.
 _SUPABASE_DEFAULTS = """
 DO $$
 DECLARE

@@ -289,13 +289,19 @@ class BullMQIngress:
                 "ingress_duplicate" if outcome.duplicate else "ingress_enqueued",
                 record_id=str(outcome.record_id),
             )
-            hold = self.settings.ingress_test_hold_after_commit
-            if hold:
-                log.warning("ingress_test_hold", seconds=hold)
-                await asyncio.sleep(hold)
-            return {"record_id": str(outcome.record_id), "duplicate": outcome.duplicate}
+            return await self.acknowledge(delivery, outcome)
         finally:
             self._in_flight -= 1
+
+    async def acknowledge(
+        self, delivery: mapping.Delivery, outcome: sink.Outcome
+    ) -> dict[str, Any]:
+        """
+        The processor's return value for a committed delivery (BullMQ stores it on the job).
+        Called after the Postgres commit; returning it is BullMQ's ack, so a crash before this
+        returns makes BullMQ redeliver the job and the receipt turns that into a duplicate.
+        """
+        return {"record_id": str(outcome.record_id), "duplicate": outcome.duplicate}
 
     async def _move(self, delivery: mapping.Delivery) -> sink.Outcome:
         """

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 from broseph.ingress import mapping, sink
@@ -50,12 +49,10 @@ class Replayed:
 async def entries(
     conn: psycopg.AsyncConnection[Any], *, include_replayed: bool = False, limit: int = 100
 ) -> list[Entry]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("ingress_quarantine_list"),
-            {"include_replayed": include_replayed, "limit": limit},
-        )
-        return [Entry(**row) for row in await cur.fetchall()]
+    found = await sql.rows(
+        conn, "ingress_quarantine_list", {"include_replayed": include_replayed, "limit": limit}
+    )
+    return [Entry(**row) for row in found]
 
 
 async def replay(
@@ -70,9 +67,7 @@ async def replay(
     `mapping.Rejected` or `sink.Refused` (the row is then left as it was).
     """
     async with conn.transaction():
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.query("ingress_quarantine_get"), {"id": quarantine_id})
-            row = await cur.fetchone()
+        row = await sql.row(conn, "ingress_quarantine_get", {"id": quarantine_id})
         if row is None:
             raise NotQuarantined(f"no quarantined job with id {quarantine_id}")
         if row["replayed_at"] is not None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from broseph import sql
@@ -59,9 +58,7 @@ async def ingest_many(conn: psycopg.AsyncConnection[Any], plans: Sequence[Plan])
         for name, value in _row(plan).items():
             columns[name].append(value)
     try:
-        async with conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute(sql.query("ingress_enqueue_many"), columns)
-            rows = await cur.fetchall()
+        rows = await sql.rows(conn, "ingress_enqueue_many", columns)
     except psycopg.errors.DataError as exc:
         detail = exc.diag.message_detail
         reason = exc.diag.message_primary or str(exc)
@@ -69,7 +66,7 @@ async def ingest_many(conn: psycopg.AsyncConnection[Any], plans: Sequence[Plan])
     except UnicodeEncodeError as exc:
         raise Refused(f"text Postgres cannot store: {exc.reason}") from None
     assert len(rows) == len(plans)
-    return [Outcome(record_id=uuid.UUID(str(r[0])), duplicate=bool(r[1])) for r in rows]
+    return [Outcome(uuid.UUID(str(r["record_id"])), duplicate=bool(r["duplicate"])) for r in rows]
 
 
 _COLUMNS = (
@@ -101,20 +98,20 @@ async def quarantine(conn: psycopg.AsyncConnection[Any], delivery: Delivery, rea
     Keep a delivery that cannot become a job; False when it was already quarantined. One
     statement: committed on return on an autocommit connection.
     """
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(
-            sql.query("ingress_quarantine_add"),
-            {
-                "delivery_key": pg_text(delivery.key),
-                "source": delivery.source,
-                "queue": pg_text(delivery.queue),
-                "job_id": pg_text(delivery.job_id),
-                "job_name": pg_text(delivery.name),
-                "raw": delivery.raw(),
-                "reason": pg_text(reason),
-            },
-        )
-        return await cur.fetchone() is not None
+    added = await sql.row(
+        conn,
+        "ingress_quarantine_add",
+        {
+            "delivery_key": pg_text(delivery.key),
+            "source": delivery.source,
+            "queue": pg_text(delivery.queue),
+            "job_id": pg_text(delivery.job_id),
+            "job_name": pg_text(delivery.name),
+            "raw": delivery.raw(),
+            "reason": pg_text(reason),
+        },
+    )
+    return added is not None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -4,8 +4,11 @@ The catalogue of job types. A new job type = one module here + one line in `_MOD
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from broseph.jobs import generate_prompt, notify_members, process_engagement, send_notification
-from broseph.jobs.base import JobType, Periodic
+from broseph.jobs.base import JobPayload, JobType, Periodic
 
 _MODULES = (process_engagement, generate_prompt, send_notification, notify_members)
 
@@ -24,3 +27,11 @@ def get(name: str) -> JobType:
         return CATALOGUE[name]
     except KeyError:
         raise UnknownJobType(name) from None
+
+
+def payload_for(job_type: str, params: Mapping[str, Any]) -> JobPayload:
+    """
+    Validate raw params (CLI, ingress) with the job type's model; raises ValueError subclasses
+    (`UnknownJobType` is a LookupError).
+    """
+    return get(job_type).payload.model_validate(dict(params))

@@ -64,7 +64,7 @@ Day = Annotated[datetime.date, BeforeValidator(_date_text)]
 
 class JobPayload(BaseModel):
     """
-    Queue payloads carry IDs only; unknown fields are rejected (invariant 1).
+    Queue payloads carry IDs only (handlers re-read the database); unknown fields are rejected.
 
     `requires` holds the per-type rules: {enum field: {value: (paths that must be present)}},
     paths relative to the payload ("data.prompt_id"). It is enforced here and, through the field

@@ -27,9 +27,8 @@ from typing import Any, ClassVar
 
 import croniter
 import psycopg
-from psycopg.rows import dict_row
 
-from broseph import db, enqueue, sql
+from broseph import db, enqueue, idempotency, sql
 from broseph.errors import PermanentJobError, RetryableJobError
 from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.providers.ai import (
@@ -63,13 +62,6 @@ class GeneratePrompt(JobPayload):
     local_date: Day | None = None
 
 
-def idempotency_key(group_id: uuid.UUID, local_date: datetime.date) -> str:
-    """
-    The key every producer of a group's daily prompt uses (the fan-out query builds the same).
-    """
-    return f"prompt:{group_id}:{local_date.isoformat()}"
-
-
 @dataclass(frozen=True)
 class _Group:
     name: str
@@ -85,11 +77,10 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
     group = await _load_group(run, payload)
     local_date = group.local_date
     run.result = {"local_date": local_date.isoformat()}
-    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("prompt_for_day"), {"group_id": payload.group_id, "local_date": local_date}
+    async with db.statements(run.pool) as conn:
+        existing = await sql.row(
+            conn, "prompt_for_day", {"group_id": payload.group_id, "local_date": local_date}
         )
-        existing = await cur.fetchone()
     if existing is not None:
         # A re-run (e.g. after a crash between storing and completing): no AI call, no write.
         await run.progress(100, "already stored")
@@ -111,16 +102,16 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
 
 
 async def _load_group(run: JobRun, payload: GeneratePrompt) -> _Group:
-    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("prompt_group"),
+    async with db.statements(run.pool) as conn:
+        row = await sql.row(
+            conn,
+            "prompt_group",
             {
                 "group_id": payload.group_id,
                 "local_date": payload.local_date,
                 "record_id": run.record_id,
             },
         )
-        row = await cur.fetchone()
     if row is None:
         raise PermanentJobError(f"group {payload.group_id} not found")
     return _Group(**row)
@@ -133,17 +124,14 @@ async def _context(run: JobRun, group_id: uuid.UUID, group: _Group) -> PromptCon
     params: dict[str, Any] = {"group_id": group_id, "local_date": group.local_date}
     send_text = run.services.ai is not None and run.services.settings.ai_send_message_text
     samples: list[str] = []
-    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("recent_prompts"), params)
-        recent = [row["text"] for row in await cur.fetchall()]
-        await cur.execute(sql.query("prompt_activity"), params)
-        activity = await cur.fetchone()
+    async with db.statements(run.pool) as conn:
+        recent = [row["text"] for row in await sql.rows(conn, "recent_prompts", params)]
+        activity = await sql.one(conn, "prompt_activity", params)
         if send_text:
-            await cur.execute(
-                sql.query("prompt_sample_messages"), {**params, "limit": MAX_SAMPLE_MESSAGES}
-            )
-            samples = [row["body"] for row in await cur.fetchall()]
-    assert activity is not None
+            limited = {**params, "limit": MAX_SAMPLE_MESSAGES}
+            samples = [
+                row["body"] for row in await sql.rows(conn, "prompt_sample_messages", limited)
+            ]
     return PromptContext(
         group_name=group.name,
         member_count=group.member_count,
@@ -218,9 +206,10 @@ def _offline(run: JobRun, group_id: uuid.UUID, ctx: PromptContext) -> PromptDraf
 async def _store(
     run: JobRun, group_id: uuid.UUID, local_date: datetime.date, draft: PromptDraft, source: str
 ) -> uuid.UUID | None:
-    async with db.statements(run.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("store_prompt"),
+    async with db.statements(run.pool) as conn:
+        row = await sql.row(
+            conn,
+            "store_prompt",
             {
                 "group_id": group_id,
                 "local_date": local_date,
@@ -230,7 +219,6 @@ async def _store(
                 "source": source,
             },
         )
-        row = await cur.fetchone()
     return uuid.UUID(str(row["id"])) if row else None
 
 
@@ -249,13 +237,11 @@ async def fan_out(services: Services, timestamp: int) -> int:
     now = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     settings = services.settings
     async with services.pool.connection() as conn:
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                sql.query("prompt_fanout_targets"), {"now": now, "hour": settings.prompt_hour}
-            )
+        async with conn.transaction():
+            due = {"now": now, "hour": settings.prompt_hour}
             targets = [
                 GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
-                for row in await cur.fetchall()
+                for row in await sql.rows(conn, "prompt_fanout_targets", due)
             ]
         await _enqueue_chunks(conn, targets, settings.fanout_chunk_size)
     return len(targets)
@@ -269,13 +255,11 @@ async def enqueue_today(
     transaction); the same keys as the fan-out, so the schedule will not add a second job.
     Returns the record ids in the order of `group_ids` (unknown groups are left out).
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("local_today"), {"group_ids": group_ids})
-        payloads = [
-            GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
-            for row in await cur.fetchall()
-        ]
-    keys = [idempotency_key(p.group_id, _date(p)) for p in payloads]
+    payloads = [
+        GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
+        for row in await sql.rows(conn, "local_today", {"group_ids": group_ids})
+    ]
+    keys = [idempotency.prompt(p.group_id, _date(p)) for p in payloads]
     return await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source=source)
 
 
@@ -288,7 +272,7 @@ async def _enqueue_chunks(
             await enqueue.enqueue_many(
                 conn,
                 chunk,
-                idempotency_keys=[idempotency_key(p.group_id, _date(p)) for p in chunk],
+                idempotency_keys=[idempotency.prompt(p.group_id, _date(p)) for p in chunk],
                 source="schedule",
                 chunk_size=chunk_size,
             )

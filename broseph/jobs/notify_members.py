@@ -18,9 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar, Literal
 
-from psycopg.rows import dict_row
-
-from broseph import enqueue, sql
+from broseph import enqueue, idempotency, sql
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Requires
 from broseph.jobs.send_notification import NotificationData, SendNotification
 
@@ -44,17 +42,17 @@ class NotifyMembers(JobPayload):
 async def handle(run: JobRun, payload: NotifyMembers) -> None:
     chunk_size = run.services.settings.fanout_chunk_size
     async with run.pool.connection() as conn:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                sql.query("notify_members_recipients"),
-                {
-                    "group_id": payload.group_id,
-                    "type": payload.type,
-                    "sender_id": payload.sender_id,
-                    "friend_id": payload.friend_id,
-                },
-            )
-            members = [row["user_id"] for row in await cur.fetchall()]
+        recipients = await sql.rows(
+            conn,
+            "notify_members_recipients",
+            {
+                "group_id": payload.group_id,
+                "type": payload.type,
+                "sender_id": payload.sender_id,
+                "friend_id": payload.friend_id,
+            },
+        )
+        members = [row["user_id"] for row in recipients]
         data = NotificationData(
             group_id=payload.group_id, prompt_id=payload.prompt_id, friend_id=payload.friend_id
         )
@@ -73,9 +71,10 @@ async def handle(run: JobRun, payload: NotifyMembers) -> None:
 
 def _key(run: JobRun, payload: NotifyMembers, user_id: uuid.UUID) -> str | None:
     if payload.type == "new_prompt":
-        return f"new_prompt:{user_id}:{payload.prompt_id}"  # as the trigger's inline path
+        assert payload.prompt_id is not None  # `requires`: validation refused it otherwise
+        return idempotency.new_prompt(user_id, payload.prompt_id)  # as the trigger's inline path
     if payload.type == "friend_joined":
-        return f"friend_joined:{run.record_id}:{user_id}"
+        return idempotency.friend_joined(run.record_id, user_id)
     return None  # new_message coalesces instead
 
 

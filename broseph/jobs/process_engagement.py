@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from psycopg.rows import dict_row
-
-from broseph import enqueue, sql
+from broseph import enqueue, idempotency, sql
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.services import Services
@@ -43,13 +41,11 @@ async def handle(run: JobRun, payload: ProcessEngagement) -> None:
             "which fills it in"
         )
     params = {"group_id": payload.group_id, "local_date": payload.local_date}
-    async with run.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("engagement_group"), params)
-        if await cur.fetchone() is None:
+    async with run.pool.connection() as conn:
+        if await sql.row(conn, "engagement_group", params) is None:
             raise PermanentJobError(f"group {payload.group_id} not found")
         await run.progress(30, "group loaded")
-        await cur.execute(sql.query("upsert_engagement"), params)
-        written = await cur.fetchone()
+        written = await sql.row(conn, "upsert_engagement", params)
     await run.progress(90, "stats stored" if written else "stats unchanged")
     run.result = {"changed": written is not None}
     if written:
@@ -69,13 +65,11 @@ async def nightly(services: Services, timestamp: int) -> int:
     """
     now = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     async with services.pool.connection() as conn:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.query("engagement_yesterday_targets"), {"now": now})
-            targets: list[dict[str, Any]] = await cur.fetchall()
+        targets = await sql.rows(conn, "engagement_yesterday_targets", {"now": now})
         payloads = [
             ProcessEngagement(group_id=t["group_id"], local_date=t["local_date"]) for t in targets
         ]
-        keys = [f"engagement:{t['group_id']}:{t['local_date'].isoformat()}" for t in targets]
+        keys = [idempotency.engagement(t["group_id"], t["local_date"]) for t in targets]
         ids = await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
     return len(ids)
 

@@ -29,7 +29,6 @@ with backoff, resending only those devices; the last attempt gives up and the jo
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import uuid
 from dataclasses import dataclass
@@ -37,11 +36,10 @@ from typing import Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from broseph import db, enqueue, sql
+from broseph import db, enqueue, idempotency, sql
 from broseph.errors import RetryableJobError
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Periodic, Requires
 from broseph.notify import content, delivery, quiet_hours, reminders
@@ -88,14 +86,12 @@ class SendNotification(JobPayload):
 
 @dataclass(frozen=True)
 class _Context:
-    display_name: str
     time_zone: str
     enabled: bool
     quiet_start: datetime.time | None
     quiet_end: datetime.time | None
     group_exists: bool
     group_name: str | None
-    group_time_zone: str | None
     is_member: bool
     muted: bool
     notification_id: uuid.UUID | None
@@ -134,17 +130,16 @@ async def handle(run: JobRun, payload: SendNotification) -> None:
 async def _context(
     conn: psycopg.AsyncConnection[Any], run: JobRun, payload: SendNotification
 ) -> _Context | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("notification_context"),
-            {
-                "user_id": payload.user_id,
-                "type": payload.type,
-                "group_id": payload.data.group_id,
-                "record_id": run.record_id,
-            },
-        )
-        row = await cur.fetchone()
+    row = await sql.row(
+        conn,
+        "notification_context",
+        {
+            "user_id": payload.user_id,
+            "type": payload.type,
+            "group_id": payload.data.group_id,
+            "record_id": run.record_id,
+        },
+    )
     return _Context(**row) if row else None
 
 
@@ -155,12 +150,9 @@ async def _decide(
     ctx: _Context,
     now: datetime.datetime,
 ) -> content.Content | content.Skip:
-    if not ctx.enabled:
-        return content.Skip(f"{payload.type} notifications are off in the user's preferences")
-    if not ctx.is_member:
-        return content.Skip("the user is not a member of the group")
-    if ctx.muted:
-        return content.Skip("group muted")
+    refused = refusal(payload.type, enabled=ctx.enabled, is_member=ctx.is_member, muted=ctx.muted)
+    if refused is not None:
+        return content.Skip(refused)
     assert payload.data.group_id is not None and ctx.group_name is not None
     subject = content.Subject(
         record_id=run.record_id,
@@ -175,6 +167,19 @@ async def _decide(
     return await content.build(conn, subject, now=now, stale_after=stale_after)
 
 
+def refusal(kind: str, *, enabled: bool, is_member: bool, muted: bool) -> str | None:
+    """
+    Why the user does not want this notification (preferences, membership, mute), if they don't.
+    """
+    if not enabled:
+        return f"{kind} notifications are off in the user's preferences"
+    if not is_member:
+        return "the user is not a member of the group"
+    if muted:
+        return "group muted"
+    return None
+
+
 async def _open(
     conn: psycopg.AsyncConnection[Any],
     run: JobRun,
@@ -185,23 +190,22 @@ async def _open(
     This job's notification row (created, or updated while pending); None if already finished.
     """
     skipped = isinstance(decision, content.Skip)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("notification_open"),
-            {
-                "user_id": payload.user_id,
-                "type": payload.type,
-                "group_id": payload.data.group_id,
-                "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
-                "status": "skipped" if skipped else "pending",
-                "reason": decision.reason if isinstance(decision, content.Skip) else None,
-                "record_id": run.record_id,
-                "message_count": decision.message_count,
-                "covered_until": decision.covered_until,
-            },
-        )
-        row = await cur.fetchone()
-    return uuid.UUID(str(row["id"])) if row else None
+    opened = await sql.value(
+        conn,
+        "notification_open",
+        {
+            "user_id": payload.user_id,
+            "type": payload.type,
+            "group_id": payload.data.group_id,
+            "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
+            "status": "skipped" if skipped else "pending",
+            "reason": decision.reason if isinstance(decision, content.Skip) else None,
+            "record_id": run.record_id,
+            "message_count": decision.message_count,
+            "covered_until": decision.covered_until,
+        },
+    )
+    return uuid.UUID(str(opened)) if opened else None
 
 
 async def _skip(run: JobRun, payload: SendNotification, decision: content.Skip) -> None:
@@ -218,7 +222,7 @@ async def _reschedule(
         next_id = await enqueue.enqueue(
             conn,
             payload,
-            idempotency_key=f"quiet:{run.record_id}",
+            idempotency_key=idempotency.quiet(run.record_id),
             run_at=until,
             source="quiet_hours",
         )
@@ -246,7 +250,7 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
             await delivery.mark_sending(conn, notification_id, plan.targets)
         else:
             summary = await delivery.summary(conn, notification_id)
-            await _conclude(conn, run, notification_id, summary, live=plan.live_devices)
+            await _conclude(conn, run, notification_id, summary)
     if not plan.targets:
         return
     message = PushMessage(
@@ -257,14 +261,11 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
         kind=payload.type,
     )
     results = await run.services.push.send(message, plan.targets)
-    pause = run.services.settings.push_test_pause_after_send
-    if pause:
-        # Crash tests kill the worker here: after FCM answered, before the answers are stored.
-        run.log.warning("push_test_pause", seconds=pause, notification_id=str(notification_id))
-        await asyncio.sleep(pause)
+    # A worker dying here (FCM answered, answers not stored) costs each device one duplicate at
+    # most: tests/test_notification_crash.py kills one here, through its app's push sender.
     async with run.pool.connection() as conn, conn.transaction():
         summary = await delivery.record(conn, notification_id, results)
-        retry_error = await _conclude(conn, run, notification_id, summary, live=plan.live_devices)
+        retry_error = await _conclude(conn, run, notification_id, summary)
     if retry_error is not None:
         raise RetryableJobError(retry_error)
 
@@ -274,13 +275,13 @@ async def _conclude(
     run: JobRun,
     notification_id: uuid.UUID,
     summary: delivery.Summary,
-    *,
-    live: int,
 ) -> str | None:
     """
     Store the notification's outcome; returns the error to retry with, if devices remain.
     """
-    status, reason, retry_error = _outcome(summary, run, live=live)
+    status, reason, retry_error = outcome(
+        summary, attempt=run.attempt, last_attempt=run.is_last_attempt
+    )
     await conn.execute(
         sql.query("notification_finish"),
         {
@@ -311,18 +312,19 @@ async def _conclude(
     return retry_error
 
 
-def _outcome(
-    summary: delivery.Summary, run: JobRun, *, live: int
+def outcome(
+    summary: delivery.Summary, *, attempt: int, last_attempt: bool
 ) -> tuple[str, str | None, str | None]:
     """
-    (notification status, reason, error to retry with) from the deliveries so far.
+    (notification status, reason, error to retry with) from the deliveries so far, on the job's
+    `attempt`-th attempt.
     """
     codes = summary.error_codes or "unknown error"
     if summary.retry:
-        if not run.is_last_attempt:
+        if not last_attempt:
             reason = f"retrying {summary.retry} device(s): {codes}"
             return "pending", reason, f"push to {summary.retry} device(s) to be retried: {codes}"
-        reason = f"{summary.retry} device(s) not reached after {run.attempt} attempts: {codes}"
+        reason = f"{summary.retry} device(s) not reached after {attempt} attempts: {codes}"
         return ("sent" if summary.reached else "failed"), reason, reason
     if summary.reached:
         notes = [f"{summary.dead_token} dead device(s) disabled"] if summary.dead_token else []
@@ -374,7 +376,7 @@ async def remind(services: Services, timestamp: int) -> int:
             )
             for d in due
         ]
-        keys = [reminders.idempotency_key(d.user_id, d.prompt_id) for d in due]
+        keys = [idempotency.reminder(d.user_id, d.prompt_id) for d in due]
         async with conn.transaction():
             await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source="schedule")
     return len(payloads)

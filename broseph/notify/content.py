@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 
@@ -85,7 +84,7 @@ async def _new_message(
     now: datetime.datetime,
     stale_after: datetime.timedelta,
 ) -> Content | Skip:
-    row = await _one(
+    row = await sql.one(
         conn,
         "new_message_summary",
         {"user_id": subject.user_id, "group_id": subject.group_id, "record_id": subject.record_id},
@@ -131,7 +130,7 @@ def messages_body(count: int, sender_count: int, names: list[str]) -> str:
 
 
 async def _prompt(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Content | Skip:
-    row = await _maybe_one(
+    row = await sql.row(
         conn,
         "notification_prompt",
         {
@@ -155,7 +154,7 @@ async def _prompt(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Conte
 
 
 async def _friend_joined(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Content | Skip:
-    row = await _maybe_one(
+    row = await sql.row(
         conn, "notification_friend", {"friend_id": subject.friend_id, "group_id": subject.group_id}
     )
     if row is None:
@@ -167,20 +166,3 @@ async def _friend_joined(conn: psycopg.AsyncConnection[Any], subject: Subject) -
         body=f"{row['display_name']} joined {subject.group_name}",
         data={"group_id": str(subject.group_id), "friend_id": str(subject.friend_id)},
     )
-
-
-async def _maybe_one(
-    conn: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]
-) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query(name), params)
-        return await cur.fetchone()
-
-
-async def _one(
-    conn: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]
-) -> dict[str, Any]:
-    row = await _maybe_one(conn, name, params)
-    if row is None:
-        raise LookupError(f"query {name} returned no row")
-    return row

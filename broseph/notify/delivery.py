@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 from broseph.providers.push import DeviceResult, Outcome, PushTarget
@@ -42,9 +41,6 @@ class Plan:
     """
 
     targets: list[PushTarget]
-    live_devices: int
-    # Devices that reached the duplicate bound without an answer: marked final, not sent to.
-    unconfirmed: list[uuid.UUID]
 
 
 @dataclass(frozen=True)
@@ -74,18 +70,16 @@ async def plan(
     """
     Step 1: who gets a request now. Runs in the caller's transaction.
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("delivery_devices"),
-            {"notification_id": notification_id, "user_id": user_id},
-        )
-        devices = await cur.fetchall()
+    devices = await sql.rows(
+        conn, "delivery_devices", {"notification_id": notification_id, "user_id": user_id}
+    )
     targets: list[PushTarget] = []
     unconfirmed: list[uuid.UUID] = []
     for device in devices:
         if device["status"] in FINAL:
             continue
         if device["unanswered"] >= MAX_COPIES:
+            # The duplicate bound, reached without an answer: marked final, never sent again.
             unconfirmed.append(device["device_id"])
             continue
         targets.append(PushTarget(device["device_id"], device["kind"], device["identifier"]))
@@ -94,7 +88,7 @@ async def plan(
             sql.query("deliveries_unconfirmed"),
             {"notification_id": notification_id, "device_ids": unconfirmed},
         )
-    return Plan(targets=targets, live_devices=len(devices), unconfirmed=unconfirmed)
+    return Plan(targets=targets)
 
 
 async def mark_sending(
@@ -151,8 +145,5 @@ async def record(
 
 
 async def summary(conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID) -> Summary:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("delivery_summary"), {"notification_id": notification_id})
-        row = await cur.fetchone()
-    assert row is not None  # an aggregate always returns a row
-    return Summary(**row)
+    # An aggregate: always one row.
+    return Summary(**await sql.one(conn, "delivery_summary", {"notification_id": notification_id}))

@@ -4,10 +4,10 @@ Prompt reminders: who is due one, and the key that makes it once per member per 
 Every REMINDER_CRON tick (15 minutes) the `prompt_reminders` periodic task
 (broseph/jobs/send_notification.py) asks `due()` for members who have not answered their group's
 latest prompt although it is past REMINDER_HOUR today in THEIR time zone and the prompt arrived in
-the 24 hours before that moment, and enqueues one prompt_reminder each under `idempotency_key()`.
-The key is per prompt, and each day's reminder moment looks at a different 24-hour window, so a
-member is reminded at most once per prompt — once a day per group — however many ticks (or
-workers) run.
+the 24 hours before that moment, and enqueues one prompt_reminder each under the key
+`idempotency.reminder()` builds. The key is per prompt, and each day's reminder moment looks at a
+different 24-hour window, so a member is reminded at most once per prompt — once a day per group
+— however many ticks (or workers) run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import sql
 
@@ -30,19 +29,12 @@ class Due:
     prompt_id: uuid.UUID
 
 
-def idempotency_key(user_id: uuid.UUID, prompt_id: uuid.UUID) -> str:
-    """
-    reminder:<user_id>:<prompt_id> — the reminder_targets query builds the same.
-    """
-    return f"reminder:{user_id}:{prompt_id}"
-
-
 async def due(
     conn: psycopg.AsyncConnection[Any], *, now: datetime.datetime, hour: int
 ) -> list[Due]:
     """
     Members due a reminder at `now` with no reminder job yet (migrations' reminder_targets).
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("reminder_targets"), {"now": now, "hour": hour})
-        return [Due(**row) for row in await cur.fetchall()]
+    return [
+        Due(**row) for row in await sql.rows(conn, "reminder_targets", {"now": now, "hour": hour})
+    ]

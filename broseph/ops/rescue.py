@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import metrics, sql
@@ -40,9 +39,9 @@ async def rescue_lost_jobs(
     """
     Rescue every job of every lost worker, in one transaction; returns what was done.
     """
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("rescue_lost_jobs"), {"lost_after_seconds": lost_after_seconds})
-        rescued = [Rescued(**row) for row in await cur.fetchall()]
+    async with pool.connection() as conn:
+        found = await sql.rows(conn, "rescue_lost_jobs", {"lost_after_seconds": lost_after_seconds})
+    rescued = [Rescued(**row) for row in found]
     for job in rescued:
         metrics.RESCUES.labels(job.action).inc()
         logger.warning(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import sql
@@ -92,9 +91,8 @@ async def _batch(
     started = time.perf_counter()
     params = {"cutoff": cutoff, "batch": batch_size, **after}
     # One transaction per batch: the pool commits when the block exits.
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query(query), params)
-        row = await cur.fetchone()
+    async with pool.connection() as conn:
+        row = await sql.row(conn, query, params)
     pruned.batches += 1
     pruned.longest_batch_seconds = max(pruned.longest_batch_seconds, time.perf_counter() - started)
     return row

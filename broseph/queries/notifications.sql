@@ -3,7 +3,7 @@
 -- their time zone, whether this type is on, quiet hours, the group and their membership, and the
 -- notification this job already opened (a retry, or a re-run after a crash). A time zone
 -- PostgreSQL does not know is read as UTC.
-SELECT p.display_name, broseph.usable_time_zone(p.time_zone) AS time_zone,
+SELECT broseph.usable_time_zone(p.time_zone) AS time_zone,
        CASE %(type)s::text
            WHEN 'new_message' THEN coalesce(np.new_message, true)
            WHEN 'prompt_reminder' THEN coalesce(np.prompt_reminder, true)
@@ -12,8 +12,6 @@ SELECT p.display_name, broseph.usable_time_zone(p.time_zone) AS time_zone,
        END AS enabled,
        np.quiet_start, np.quiet_end,
        g.id IS NOT NULL AS group_exists, g.name AS group_name,
-       CASE WHEN g.id IS NOT NULL THEN broseph.usable_time_zone(g.time_zone) END
-           AS group_time_zone,
        gm.user_id IS NOT NULL AS is_member, coalesce(gm.muted, false) AS muted,
        n.id AS notification_id, n.status AS notification_status
   FROM public.profiles p
@@ -165,7 +163,7 @@ SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
 -- Members due a prompt_reminder at %(now)s: it is past %(hour)s:00 today in THEIR time zone,
 -- their group's latest prompt arrived in the 24 hours before that moment and they have not
 -- answered it, the group is not muted, reminders are on, and no reminder job exists for that
--- prompt yet (key reminder:<user_id>:<prompt_id>; must match reminders.idempotency_key()).
+-- prompt yet (key reminder:<user_id>:<prompt_id>; must match broseph.idempotency.reminder()).
 -- "Latest prompt", not "the group's local today": a member far west of the group's zone reaches
 -- their reminder hour after the group's day has ended, and would otherwise never be reminded.
 WITH recent AS (

@@ -66,7 +66,7 @@ RETURNING id;
 -- prompt nor a GeneratePrompt job (by idempotency key) for their local date. Local time is
 -- computed once per time zone. ">= hour", not "= hour": a prompt hour that DST skips (02:00 on a
 -- spring-forward day) is reached at 03:00, and one it repeats is met by the same local date, so
--- the key stops the second pass. The key format must match generate_prompt.idempotency_key().
+-- the key stops the second pass. The key format must match broseph.idempotency.prompt().
 -- A zone PostgreSQL does not know is read as UTC (broseph.usable_time_zone, migration 0013).
 WITH zones AS (
     SELECT z.time_zone,

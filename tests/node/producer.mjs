@@ -1,5 +1,6 @@
-// Test-only Node producer: publishes to BullMQ exactly as Broseph's NestJS API does (the
-// BrosephPublisher of shared/mission/seed-bullmq-worker-agent.md), with the npm `bullmq` package.
+// Test-only Node producer: publishes to BullMQ exactly as Broseph's NestJS API does (its
+// BrosephPublisher: one queue, `broseph-jobs`, job name = job type, camelCase data), with the npm
+// `bullmq` package.
 //
 //   REDIS_URL=redis://127.0.0.1:6379 node producer.mjs [queue] < jobs.json
 //

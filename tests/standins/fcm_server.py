@@ -2,11 +2,11 @@
 A stand-in for the FCM HTTP v1 API: a real server on 127.0.0.1 with scripted replies.
 
 FCM has no emulator, so tests point the real firebase-admin SDK here (see
-`broseph.providers.push.FcmPushSender(fcm_url=...)`). What the SDK sends, read from firebase-admin
-7.7: `send_each_async` makes one `POST /v1/projects/<pid>/messages:send` per message (there is no
-batch endpoint any more) through `httpx.AsyncClient(http2=True)`. httpx negotiates HTTP/2 only via
-TLS ALPN, so against a plain `http://` URL it speaks HTTP/1.1, which the default mode serves with
-the standard library.
+`broseph.providers.push_fcm.FcmPushSender(fcm_url=...)`). What the SDK sends, read from
+firebase-admin 7.7: `send_each_async` makes one `POST /v1/projects/<pid>/messages:send` per
+message (there is no batch endpoint any more) through `httpx.AsyncClient(http2=True)`. httpx
+negotiates HTTP/2 only via TLS ALPN, so against a plain `http://` URL it speaks HTTP/1.1, which
+the default mode serves with the standard library.
 
 `FcmStandIn(http2=True)` serves TLS + HTTP/2 instead, like real FCM: one multiplexed connection
 rather than up to 100 HTTP/1.1 ones, whose bookkeeping in httpcore's pool costs milliseconds per

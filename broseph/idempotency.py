@@ -1,0 +1,64 @@
+"""
+Idempotency keys: every format broseph's own producers use, one builder each.
+
+A key makes a second enqueue of the same thing return the first job (migrations/0004). Some
+formats are also built in SQL, where a Python call cannot reach: the new_prompt trigger
+(migrations/0007: `new_prompt` and `new_prompt_fanout`) and the queries that skip what is already
+enqueued (broseph/queries/prompts.sql: `prompt`; notifications.sql: `reminder`).
+tests/test_idempotency_keys.py runs each of those on a real database against the builder here;
+change both together.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+
+def prompt(group_id: uuid.UUID, local_date: datetime.date) -> str:
+    """
+    A group's daily prompt (GeneratePrompt): once per group per local day.
+    """
+    return f"prompt:{group_id}:{local_date.isoformat()}"
+
+
+def engagement(group_id: uuid.UUID, local_date: datetime.date) -> str:
+    """
+    A group's engagement roll-up of one local day (the nightly ProcessEngagement).
+    """
+    return f"engagement:{group_id}:{local_date.isoformat()}"
+
+
+def reminder(user_id: uuid.UUID, prompt_id: uuid.UUID) -> str:
+    """
+    A member's reminder about one prompt: at most once per prompt.
+    """
+    return f"reminder:{user_id}:{prompt_id}"
+
+
+def new_prompt(user_id: uuid.UUID, prompt_id: uuid.UUID) -> str:
+    """
+    A member's new_prompt notification, whether the trigger or a NotifyMembers fan-out sends it.
+    """
+    return f"new_prompt:{user_id}:{prompt_id}"
+
+
+def new_prompt_fanout(prompt_id: uuid.UUID) -> str:
+    """
+    The one NotifyMembers job of a new prompt in a large group.
+    """
+    return f"new_prompt:{prompt_id}"
+
+
+def friend_joined(fanout_record_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    """
+    A member's friend_joined notification from one NotifyMembers job (its record id).
+    """
+    return f"friend_joined:{fanout_record_id}:{user_id}"
+
+
+def quiet(record_id: uuid.UUID) -> str:
+    """
+    The notification a job in quiet hours re-enqueues for the window's end: once per job.
+    """
+    return f"quiet:{record_id}"

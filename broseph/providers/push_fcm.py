@@ -1,0 +1,331 @@
+"""
+The FCM push sender: one small class around firebase-admin's FCM client (`send_each_async`).
+
+firebase-admin exceptions are translated here, at the boundary, into `push.DeviceResult`s, so
+nothing else in broseph imports `firebase_admin`; only the composition root (`broseph.services`)
+imports this module, when FIREBASE_CREDENTIALS_FILE is set.
+
+Device identifiers are secrets: they leave this module only inside the FCM request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Sequence
+from typing import Any, Final
+
+import firebase_admin
+import google.auth.credentials
+import httpx
+import structlog
+from firebase_admin import credentials as firebase_credentials
+from firebase_admin import exceptions, messaging
+
+from broseph.providers.push import (
+    MAX_BATCH,
+    REDACTED,
+    DeviceResult,
+    Outcome,
+    PushMessage,
+    PushTarget,
+    log_summary,
+)
+
+__all__ = ["FcmPushSender", "IncompatibleFirebaseAdminError", "classify"]
+
+log = structlog.get_logger(__name__)
+
+_MAX_REASON_CHARS: Final = 300
+_FCM_ERROR_TYPE: Final = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_BAD_REQUEST_TYPE: Final = "type.googleapis.com/google.rpc.BadRequest"
+# The request fields that carry the device identifier; an INVALID_ARGUMENT about one of them
+# means the identifier itself is bad, not our message.
+_TARGET_FIELDS: Final = frozenset({"message.token", "message.fid"})
+
+
+class IncompatibleFirebaseAdminError(RuntimeError):
+    """
+    The installed firebase-admin lacks an internal this adapter relies on (see `_MessagingHooks`).
+    """
+
+
+class FcmPushSender:
+    """
+    The real sender: FCM HTTP v1 through firebase-admin's `send_each_async`.
+
+    Build one per process, in the composition root: it owns a named firebase_admin App (so it never
+    collides with a default app someone else initializes) and that App's HTTP connection pool.
+    `dry_run` sends FCM's `validate_only`; `fcm_url` replaces `https://fcm.googleapis.com` (tests'
+    stand-in); `timeout_seconds` bounds each HTTP request (the SDK's default is 120 s).
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: google.auth.credentials.Credentials | None = None,
+        credentials_file: str | None = None,
+        project_id: str,
+        dry_run: bool = False,
+        fcm_url: str | None = None,
+        app_name: str = "broseph",
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        if credentials is not None and credentials_file is not None:
+            raise ValueError("pass credentials or credentials_file, not both")
+        if not project_id:
+            raise ValueError("project_id is required")
+        credential: Any
+        if credentials is not None:
+            credential = credentials
+        elif credentials_file is not None:
+            credential = firebase_credentials.Certificate(credentials_file)
+        else:
+            credential = firebase_credentials.ApplicationDefault()
+        try:
+            self._app = firebase_admin.initialize_app(
+                credential,
+                {"projectId": project_id, "httpTimeout": timeout_seconds},
+                name=app_name,
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"a firebase_admin app named {app_name!r} already exists: build one "
+                "FcmPushSender per process, or give each its own app_name"
+            ) from error
+        try:
+            self._hooks = _MessagingHooks(self._app)
+            if fcm_url is not None:
+                self._hooks.point_at(fcm_url, project_id)
+        except BaseException:
+            # Free the app name so a corrected retry can use it. No sends happened, so the
+            # service (if created) has no open connections for delete_app's cleanup to trip on.
+            try:
+                firebase_admin.delete_app(self._app)
+            except Exception:
+                pass  # the original error is the one worth raising
+            raise
+        self._dry_run = dry_run
+        self._closed = False
+
+    async def send(self, message: PushMessage, targets: Sequence[PushTarget]) -> list[DeviceResult]:
+        """
+        Send to every target in chunks of at most `MAX_BATCH`; one result per target, in order.
+        """
+        if self._closed:
+            raise RuntimeError("FcmPushSender is closed")
+        results: list[DeviceResult] = []
+        for start in range(0, len(targets), MAX_BATCH):
+            chunk = targets[start : start + MAX_BATCH]
+            results.extend(await self._send_chunk(message, chunk))
+        log_summary("push.sent", message, results, dry_run=self._dry_run)
+        return results
+
+    async def _send_chunk(
+        self, message: PushMessage, chunk: Sequence[PushTarget]
+    ) -> list[DeviceResult]:
+        try:
+            fcm_messages = [_fcm_message(message, target) for target in chunk]
+            batch = await messaging.send_each_async(
+                fcm_messages, dry_run=self._dry_run, app=self._app
+            )
+        except ValueError as error:
+            # The SDK validates while encoding; the payload is the same for every target, so a
+            # rejection is permanent for all of them.
+            log.warning("push.invalid_message", kind=message.kind, error_type=type(error).__name__)
+            return [
+                DeviceResult(t.device_id, Outcome.FAILED, error_code="INVALID_MESSAGE")
+                for t in chunk
+            ]
+        except Exception as error:
+            # Whole-batch failures (a credential refresh error escaping the SDK's gather(), as
+            # UnknownError) say nothing about single devices. Some may have been delivered
+            # already; a possible duplicate beats a lost notification, so retry them all.
+            log.warning("push.batch_failed", kind=message.kind, error_type=type(error).__name__)
+            code = error.code if isinstance(error, exceptions.FirebaseError) else "UNKNOWN"
+            return [
+                DeviceResult(
+                    t.device_id, Outcome.RETRY, error_code=code, reason=type(error).__name__
+                )
+                for t in chunk
+            ]
+        return [
+            _result(target, response)
+            for target, response in zip(chunk, batch.responses, strict=True)
+        ]
+
+    async def aclose(self) -> None:
+        """
+        Close the HTTP pool in this event loop, then delete the firebase_admin app.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self._hooks.close_async_client()
+        # delete_app() runs the service's close(), which calls asyncio.run() and so raises inside
+        # a running loop; in a worker thread it only re-closes the already closed client.
+        await asyncio.to_thread(firebase_admin.delete_app, self._app)
+
+
+class _MessagingHooks:
+    """
+    Every use of firebase-admin internals, in one place, checked when the sender is built.
+
+    firebase-admin 7.7 has no endpoint option (and FCM no emulator), so pointing it at a stand-in
+    means rewriting the per-app `_MessagingService._fcm_url`, the full send URL it builds from
+    `FCM_URL` in `__init__` (patching the class constant would be too late, and global). Closing the
+    app's httpx pool needs `_async_client`, because `delete_app()` closes it with `asyncio.run()`,
+    which fails inside a running loop. If an upgrade renames either, construction fails here, and
+    `tests/test_push_provider.py` fails with it — update both together.
+    """
+
+    def __init__(self, app: Any) -> None:
+        get_service = getattr(messaging, "_get_messaging_service", None)
+        if get_service is None:
+            raise IncompatibleFirebaseAdminError(
+                "firebase_admin.messaging._get_messaging_service is gone; "
+                f"broseph's push adapter was written against firebase-admin 7.7 "
+                f"(installed: {firebase_admin.__version__})"
+            )
+        service = get_service(app)
+        if not isinstance(getattr(service, "_fcm_url", None), str):
+            raise IncompatibleFirebaseAdminError(
+                "firebase-admin's messaging service has no _fcm_url; the FCM URL override in "
+                "broseph.providers.push_fcm needs updating "
+                f"(installed: {firebase_admin.__version__})"
+            )
+        if not callable(getattr(getattr(service, "_async_client", None), "aclose", None)):
+            raise IncompatibleFirebaseAdminError(
+                "firebase-admin's messaging service has no _async_client.aclose(); "
+                "FcmPushSender.aclose needs updating "
+                f"(installed: {firebase_admin.__version__})"
+            )
+        self._service = service
+
+    @property
+    def fcm_url(self) -> str:
+        """
+        The send URL the SDK will POST to.
+        """
+        url: str = self._service._fcm_url
+        return url
+
+    def point_at(self, base_url: str, project_id: str) -> None:
+        """
+        Send to `{base_url}/v1/projects/{project_id}/messages:send` instead of FCM.
+        """
+        self._service._fcm_url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+
+    async def close_async_client(self) -> None:
+        """
+        Close the service's httpx pool in the current loop (the one its connections belong to).
+        """
+        await self._service._async_client.aclose()
+
+
+def _fcm_message(message: PushMessage, target: PushTarget) -> Any:
+    android = None
+    apns = None
+    if message.collapse_key is not None:
+        # One collapse key per group: a newer notification replaces an undelivered older one on
+        # both platforms instead of stacking up.
+        android = messaging.AndroidConfig(collapse_key=message.collapse_key)
+        apns = messaging.APNSConfig(headers={"apns-collapse-id": message.collapse_key})
+    common: dict[str, Any] = {
+        "notification": messaging.Notification(title=message.title, body=message.body),
+        "data": dict(message.data),
+        "android": android,
+        "apns": apns,
+    }
+    if target.kind == "fid":
+        return messaging.Message(fid=target.identifier, **common)
+    with warnings.catch_warnings():
+        # `token=` is deprecated since firebase-admin 7.5 but is the only way to reach devices
+        # that registered before they reported a Firebase Installation ID. Silenced here only.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return messaging.Message(token=target.identifier, **common)
+
+
+def _result(target: PushTarget, response: Any) -> DeviceResult:
+    error = response.exception
+    if error is None and response.message_id is not None:
+        return DeviceResult(target.device_id, Outcome.DELIVERED, message_id=response.message_id)
+    outcome = classify(error)
+    fcm_code, _ = _error_details(error)
+    code = fcm_code or getattr(error, "code", None) or "UNKNOWN"
+    return DeviceResult(
+        target.device_id,
+        outcome,
+        error_code=str(code),
+        reason=_reason(error, target),
+    )
+
+
+def classify(error: BaseException | None) -> Outcome:
+    """
+    Map one firebase-admin error to what the caller should do. Subclasses come first:
+    UnregisteredError is a NotFoundError, QuotaExceededError a ResourceExhaustedError.
+    """
+    if isinstance(error, messaging.UnregisteredError | messaging.SenderIdMismatchError):
+        return Outcome.DEAD_TOKEN
+    if isinstance(error, exceptions.InvalidArgumentError):
+        return Outcome.DEAD_TOKEN if _names_the_target(error) else Outcome.FAILED
+    if isinstance(
+        error,
+        messaging.QuotaExceededError
+        | exceptions.ResourceExhaustedError
+        | exceptions.UnavailableError
+        | exceptions.InternalError
+        | exceptions.DeadlineExceededError,
+    ):
+        return Outcome.RETRY
+    if isinstance(error, exceptions.FirebaseError) and isinstance(
+        error.cause, httpx.TransportError
+    ):
+        # A dropped connection or protocol error surfaces as UnknownError around the httpx error.
+        return Outcome.RETRY
+    # ThirdPartyAuthError (APNs / web push credentials), our own auth, other 4xx: retrying the
+    # same request cannot help, and the device is not to blame.
+    return Outcome.FAILED
+
+
+def _names_the_target(error: Any) -> bool:
+    _, field_violations = _error_details(error)
+    if field_violations & _TARGET_FIELDS:
+        return True
+    # FCM's wording for a malformed token; older responses carry no field violation.
+    text = str(error).lower()
+    return "registration token" in text or "installation id" in text
+
+
+def _error_details(error: Any) -> tuple[str | None, set[str]]:
+    """
+    FCM's `errorCode` and the request fields it complains about, read from the error body.
+    """
+    response = getattr(error, "http_response", None)
+    if response is None:
+        return None, set()
+    try:
+        body = response.json()
+        details = body["error"].get("details", [])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, set()
+    fcm_code: str | None = None
+    fields: set[str] = set()
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("@type") == _FCM_ERROR_TYPE and isinstance(detail.get("errorCode"), str):
+            fcm_code = detail["errorCode"]
+        if detail.get("@type") == _BAD_REQUEST_TYPE:
+            for violation in detail.get("fieldViolations") or []:
+                if isinstance(violation, dict) and isinstance(violation.get("field"), str):
+                    fields.add(violation["field"])
+    return fcm_code, fields
+
+
+def _reason(error: BaseException | None, target: PushTarget) -> str:
+    # FCM does not echo identifiers, but an error message is free text: scrub it anyway, since
+    # results end up in the outbox table and in logs.
+    text = str(error) if error is not None else "no message id in FCM response"
+    return text.replace(target.identifier, REDACTED)[:_MAX_REASON_CHARS]
