@@ -3839,6 +3839,12 @@ GRANT ALL ON TABLE broseph.push_outbox TO service_role;
 GRANT USAGE ON SEQUENCE broseph.push_outbox_id_seq TO service_role;
 
 --
+-- Name: TABLE schema_migrations; Type: ACL; Schema: broseph; Owner: -
+--
+
+GRANT SELECT ON TABLE broseph.schema_migrations TO service_role;
+
+--
 -- Name: TABLE time_zone_names; Type: ACL; Schema: broseph; Owner: -
 --
 
