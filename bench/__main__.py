@@ -43,6 +43,7 @@ from bench import (
     wave,
 )
 from bench.database import BenchDatabase
+from bench.dbstats import DbStats
 from broseph import logs
 
 # Each module is a harness.Benchmark (number, title, metrics, rounds); mypy cannot check a
@@ -114,6 +115,7 @@ async def _run(
 ) -> bool:
     started = time.monotonic()
     db = await BenchDatabase.open(os.environ.get("BENCH_DATABASE_URL"))
+    stats = await DbStats.open(db.url, db.monitor_url, db.name)
     rows: list[harness.Row] = []
     failures: list[str] = []
     try:
@@ -125,9 +127,10 @@ async def _run(
                 smoke=smoke,
                 workdir=Path(workdir),
                 options=options,
+                stats=stats,
             )
             _log_to(ctx.workdir / "bench.log")
-            about = await machine.describe(db.url, ctx.redis_url)
+            about = await machine.describe(db.url, ctx.redis_url, stats)
             for bench in chosen:
                 _progress(f"({bench.number}) {bench.title} …")
                 t0 = time.monotonic()
@@ -140,7 +143,9 @@ async def _run(
                     found = [harness.Row(bench.number, m, (), planned) for m in bench.metrics]
                 rows.extend(found)
                 _progress(f"({bench.number}) done in {time.monotonic() - t0:.0f} s")
+        about["load_end"] = machine.load()
     finally:
+        await stats.close()
         await db.close()
     if smoke:
         for row in rows:
