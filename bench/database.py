@@ -38,6 +38,7 @@ _RESET_TABLES = (
     "public.profiles",
     "public.pgqueuer",
     "public.pgqueuer_statistics",
+    "public.pgqueuer_log",
 )
 # What must be empty before the bench may use a database it did not create.
 _MUST_BE_EMPTY = ("broseph.job_records", "public.procrastinate_jobs", "public.groups")

@@ -6,8 +6,8 @@ trigger) is installed in the bench database through its Python API (`Queries.ins
 `pgq install` runs). Everything goes through psycopg (`pgqueuer.db.PsycopgDriver`) like our side.
 Its default worker: one QueueManager on one connection, `run()` with its defaults (batch_size 10,
 dequeue_timeout 30 s, LISTEN/NOTIFY) — up to 10 jobs in flight in one process. A finished job is
-deleted from the queue table and counted in `pgqueuer_statistics` (buffered, in batches), so
-"done" is "the queue table is empty".
+deleted from the queue table and counted in `pgqueuer_statistics` (buffered, in batches; 1.x
+also logs it in `pgqueuer_log`), so "done" is "the queue table is empty".
 
 Only the names PgQueuer keeps as its public API across releases are used (pgqueuer.db,
 pgqueuer.queries, pgqueuer.qm), so the bench runs on the version the lock resolves to.
@@ -16,6 +16,7 @@ pgqueuer.queries, pgqueuer.qm), so the bench runs on the version the lock resolv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import time
@@ -95,12 +96,20 @@ async def wait_drained(
             await asyncio.sleep(0.02)
 
 
+def _queue_manager(conn: psycopg.AsyncConnection[Any]) -> QueueManager:
+    # 0.x takes the driver (`connection`), 1.x the queries built on it (`queries`).
+    names = {f.name for f in dataclasses.fields(QueueManager)}
+    if "connection" in names:
+        return QueueManager(connection=PsycopgDriver(conn))  # type: ignore[call-arg]
+    return QueueManager(queries=Queries(PsycopgDriver(conn)))  # type: ignore[call-arg]
+
+
 async def serve(url: str) -> None:
     """
     PgQueuer's default worker with a no-op entrypoint, until SIGTERM.
     """
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        qm = QueueManager(PsycopgDriver(conn))
+        qm = _queue_manager(conn)
 
         @qm.entrypoint(ENTRYPOINT)
         async def noop(job: Any) -> None:

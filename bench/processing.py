@@ -141,13 +141,16 @@ async def enqueue_noops(db: BenchDatabase, kind: str, queue: str, n: int) -> flo
     PgQueuer through its list form of enqueue); returns the time.time() at which COMMIT returned.
     """
     groups = [uuid.uuid4() for _ in range(n)]
-    async with await db.connect() as conn:
-        if kind == "pgq":
-            day = DAY.isoformat()
-            blobs = [pgq.payload(g, day) for g in groups]
+    if kind == "pgq":
+        # PgQueuer 1.x wants its connection in autocommit: one transaction per slice.
+        day = DAY.isoformat()
+        blobs = [pgq.payload(g, day) for g in groups]
+        async with await db.connect(autocommit=True) as conn:
             for start in range(0, n, enqueue.CHUNK_SIZE):
                 await pgq.enqueue_batch(conn, blobs[start : start + enqueue.CHUNK_SIZE])
-        elif kind == "ours":
+        return time.time()
+    async with await db.connect() as conn:
+        if kind == "ours":
             payloads = [workers.noop_payload(queue, g, DAY) for g in groups]
             await enqueue.enqueue_many(conn, payloads, source="bench")
         else:
