@@ -63,7 +63,14 @@ class Account:
 
     @property
     def wal_per_job(self) -> float:
-        return self.db.wal_bytes / self.jobs
+        """
+        WAL bytes per job, full-page images apart (see DbDelta): what the code writes.
+        """
+        return (self.db.wal_bytes - self.db.wal_fpi_bytes) / self.jobs
+
+    @property
+    def wal_fpi_per_job(self) -> float:
+        return self.db.wal_fpi_bytes / self.jobs
 
     def describe(self, group: str) -> str:
         """
@@ -74,10 +81,16 @@ class Account:
         return (
             f"{group}: {self.cpu_ms(group):.2f} ms CPU/job (process"
             f" {1000 * g.processes / self.jobs:.2f}, its backends"
-            f" {1000 * g.backends / self.jobs:.2f}), {self.round_trips_per_job:.2f} round"
-            f" trips, {self.xacts_per_job:.2f} transactions, {self.wal_per_job:,.0f} WAL"
-            f" bytes{wal}; machine {100 * self.cpu.busy_share:.0f} % busy"
+            f" {1000 * g.backends / self.jobs:.2f}), {_few(self.round_trips_per_job)} round"
+            f" trips, {_few(self.xacts_per_job)} transactions, {self.wal_per_job:,.0f} WAL"
+            f" bytes (+ {self.wal_fpi_per_job:,.0f} of full-page images){wal}; machine"
+            f" {100 * self.cpu.busy_share:.0f} % busy"
         )
+
+
+def _few(x: float) -> str:
+    # Per-job counts of a batch path are far below 1 (one transaction for 100,000 jobs).
+    return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.5f}"
 
 
 @dataclass

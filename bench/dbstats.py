@@ -50,10 +50,13 @@ class DbDelta:
     """
 
     xacts: int
-    # The bench database's own WAL (pg_walinspect), or the server's when `wal_exact` is False.
+    # The bench database's own WAL (pg_walinspect), or the server's when `wal_exact` is False;
+    # of which full-page images (the first change of a page after a checkpoint: how many there
+    # are depends on when the server's checkpoints fell, not on the code measured).
     wal_bytes: int
     wal_exact: bool
     server_wal_bytes: int
+    wal_fpi_bytes: int = 0
     # From the mark to this reading of the transactions (the settle included).
     seconds: float = 0.0
 
@@ -188,9 +191,9 @@ class DbStats:
         xacts = read - mark.xacts - harness_xacts - round(background * seconds)
         server = int(await self._one("SELECT %s::pg_lsn - %s::pg_lsn", (end_lsn, mark.lsn)))
         if not self.walinspect:
-            return DbDelta(xacts, server, False, server, seconds)
-        own = await self._own_wal(mark.lsn, end_lsn)
-        return DbDelta(xacts, own, True, server, seconds)
+            return DbDelta(xacts, server, False, server, seconds=seconds)
+        own, fpi = await self._own_wal(mark.lsn, end_lsn)
+        return DbDelta(xacts, own, True, server, seconds=seconds, wal_fpi_bytes=fpi)
 
     async def background(self, keep: tuple[str, ...], seconds: float = SETTLE) -> float:
         """
@@ -202,18 +205,18 @@ class DbStats:
         delta = await self.since(mark, settle=True, keep=keep)
         return delta.xacts / delta.seconds
 
-    async def _own_wal(self, start: str, end: str) -> int:
+    async def _own_wal(self, start: str, end: str) -> tuple[int, int]:
         # block_ref reads "blkref #0: rel <spc>/<db>/<rel> fork main blk 7 (FPW); …".
         pattern = f"rel [0-9]+/{self._oid}/"
         async with await psycopg.AsyncConnection.connect(self.db_url, autocommit=True) as conn:
             cur = await conn.execute(
-                "WITH r AS (SELECT xid, record_length, block_ref"
+                "WITH r AS (SELECT xid, record_length, fpi_length, block_ref"
                 "           FROM pg_get_wal_records_info(%(start)s, %(end)s)),"
                 " ours AS (SELECT DISTINCT xid FROM r WHERE block_ref ~ %(p)s AND xid <> 0)"
-                " SELECT coalesce(sum(record_length), 0) FROM r"
+                " SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) FROM r"
                 " WHERE block_ref ~ %(p)s OR xid IN (SELECT xid FROM ours)",
                 {"start": start, "end": end, "p": pattern},
             )
             row = await cur.fetchone()
         assert row is not None
-        return int(row[0])
+        return int(row[0]), int(row[1])

@@ -49,7 +49,12 @@ metrics = (
         baseline=RAW,
         decimals=3,
     ),
-    Metric("wal", "(1) WAL per enqueued job (this database's records)", "bytes", baseline=RAW),
+    Metric(
+        "wal",
+        "(1) WAL per enqueued job (this database's records, full-page images apart)",
+        "bytes",
+        baseline=RAW,
+    ),
 )
 WARM_UP = 50
 Side = Callable[[psycopg.AsyncConnection[Any], int], Awaitable[None]]

@@ -64,7 +64,12 @@ metrics = (
         baseline=RAW,
         decimals=3,
     ),
-    Metric("wal", "(2) WAL per job of the fan-out (this database's records)", "bytes", RAW),
+    Metric(
+        "wal",
+        "(2) WAL per job of the fan-out (this database's records, full-page images apart)",
+        "bytes",
+        RAW,
+    ),
 )
 Work = accounting.Work
 

@@ -96,7 +96,8 @@ metrics = (
     ),
     Metric(
         "wal_c10",
-        f"(3) WAL per job {BACKLOG} (this database's records), concurrency 10",
+        f"(3) WAL per job {BACKLOG}, concurrency 10 (this database's records, full-page"
+        " images apart)",
         "bytes",
         RAW,
         target=ratio_at_most(1.2),

@@ -99,7 +99,7 @@ metrics = (
     ),
     Metric("trips", "(8) round trips per job (workers ↔ Postgres)", "count", decimals=2),
     Metric("xacts", "(8) Postgres transactions per job", "count", decimals=2),
-    Metric("wal", "(8) WAL per job (this database's records)", "bytes"),
+    Metric("wal", "(8) WAL per job (this database's records, full-page images apart)", "bytes"),
 )
 TICK_APP = "bench-tick"
 
