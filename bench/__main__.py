@@ -1,7 +1,7 @@
 """
 `python -m bench` — every benchmark, then one markdown report (machine, versions, command, table).
 
-    python -m bench                 the full run (about 15–20 minutes on 2 cores)
+    python -m bench                 the full run (about 25 minutes on 2 cores)
     python -m bench --smoke         small N: checks every benchmark runs and reports (CI)
     python -m bench --only 1,3      some of them
     python -m bench --wave-groups 2000
