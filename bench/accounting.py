@@ -4,7 +4,8 @@ Per-job accounting of a measured interval: CPU, round trips, transactions, WAL.
     interval = await accounting.begin(ctx, [cpu.Group("ours", pids, apps)], keep=...)
     ... the measured work ...
     account = await interval.end(jobs=n, settle=True)
-    account.cpu_ms("ours"), account.round_trips, account.xacts, account.wal_bytes
+    account.cpu_ms("ours"), account.round_trips_per_job, account.xacts_per_job,
+    account.wal_per_job
 
 - CPU (bench/cpu.py): per group, its processes plus the bench database's backends that serve
   them; the machine's busy share beside.
