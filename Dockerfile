@@ -19,7 +19,7 @@ WORKDIR /src
 # Every locked package ships a wheel (install.sh installs wheels only), so no compiler is needed.
 COPY pyproject.toml uv.lock README.md ./
 COPY deploy/install.sh deploy/install.sh
-# Production extras: all of pyproject.toml's but `test` and `demo` (see deploy/install.sh).
+# Production extras: all of pyproject.toml's but `test`, `demo`, `bench` (deploy/install.sh).
 RUN sh deploy/install.sh deps /opt/venv
 COPY broseph broseph
 COPY migrations migrations

@@ -1,7 +1,7 @@
 """
 `python -m bench` — every benchmark, then one markdown report (machine, versions, command, table).
 
-    python -m bench                 the full run (about 15–20 minutes on 2 cores)
+    python -m bench                 the full run (about 25 minutes on 2 cores)
     python -m bench --smoke         small N: checks every benchmark runs and reports (CI)
     python -m bench --only 1,3      some of them
     python -m bench --wave-groups 2000
@@ -44,6 +44,7 @@ from bench import (
     wave,
 )
 from bench.database import BenchDatabase
+from bench.dbstats import DbStats
 from broseph import logs
 
 # Each module is a harness.Benchmark (number, title, metrics, rounds); mypy cannot check a
@@ -116,6 +117,7 @@ async def _run(
 ) -> bool:
     started = time.monotonic()
     db = await BenchDatabase.open(os.environ.get("BENCH_DATABASE_URL"))
+    stats = await DbStats.open(db.url, db.monitor_url, db.name)
     rows: list[harness.Row] = []
     failures: list[str] = []
     try:
@@ -127,9 +129,10 @@ async def _run(
                 smoke=smoke,
                 workdir=Path(workdir),
                 options=options,
+                stats=stats,
             )
             _log_to(ctx.workdir / "bench.log")
-            about = await machine.describe(db.url, ctx.redis_url)
+            about = await machine.describe(db.url, ctx.redis_url, stats)
             for bench in chosen:
                 _progress(f"({bench.number}) {bench.title} …")
                 t0 = time.monotonic()
@@ -142,7 +145,9 @@ async def _run(
                     found = [harness.Row(bench.number, m, (), planned) for m in bench.metrics]
                 rows.extend(found)
                 _progress(f"({bench.number}) done in {time.monotonic() - t0:.0f} s")
+        about["load_end"] = machine.load()
     finally:
+        await stats.close()
         await db.close()
     if smoke:
         for row in rows:

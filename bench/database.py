@@ -36,6 +36,9 @@ _RESET_TABLES = (
     "public.device_tokens",
     "public.groups",
     "public.profiles",
+    "public.pgqueuer",
+    "public.pgqueuer_statistics",
+    "public.pgqueuer_log",
 )
 # What must be empty before the bench may use a database it did not create.
 _MUST_BE_EMPTY = ("broseph.job_records", "public.procrastinate_jobs", "public.groups")
@@ -81,6 +84,18 @@ class BenchDatabase:
             await bench.close()
             raise
         return bench
+
+    @property
+    def name(self) -> str:
+        return str(conninfo_to_dict(self.url)["dbname"])
+
+    @property
+    def monitor_url(self) -> str:
+        """
+        Another database of the same server, for the harness's monitoring queries (which must
+        not count among the bench database's transactions).
+        """
+        return self.admin_url or with_dbname(self.url, "postgres")
 
     async def close(self) -> None:
         if self.created and self.admin_url:

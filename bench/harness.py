@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from bench.database import BenchDatabase
+    from bench.dbstats import DbStats
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Target:
 
 def ratio_at_least(x: float) -> Target:
     return Target(f"≥ {x:g}×", lambda row: row.ratio.median >= x)
+
+
+def ratio_at_most(x: float) -> Target:
+    return Target(f"≤ {x:g}×", lambda row: row.ratio.median <= x)
 
 
 def at_least(x: float, unit: str = "") -> Target:
@@ -96,6 +101,8 @@ class Context:
     # Benchmark-specific sizes chosen on the command line (e.g. the wave's group count).
     options: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The bench database's transactions and WAL (bench/dbstats.py), opened by the run.
+    stats: DbStats | None = None
 
     def size(self, full: int, smoke: int) -> int:
         return smoke if self.smoke else full

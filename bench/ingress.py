@@ -32,7 +32,7 @@ metrics = (
         "(5) BullMQ ingress → Postgres job records (commit, then ack)",
         "jobs/s",
         baseline="raw Python bullmq Worker, no-op processor",
-        target=ratio_at_least(0.5),
+        target=ratio_at_least(1.0),
     ),
 )
 

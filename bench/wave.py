@@ -12,10 +12,12 @@ Measured: wall time from the tick to the last new_prompt push recorded at the st
 for the configured concurrency = outside-service work ÷ job slots (N × 300 ms + 6N × 20 ms, over
 processes × concurrency); efficiency = ideal ÷ actual; where the time went; and lost / duplicated
 work (every group one prompt, every device exactly one new_prompt push). And whether the wave
-waited or computed (bench/cpu.py): the machine's busy share from tick to last push, the CPU per
-job of the workers and Postgres, and the CPU floor — all CPU spent over the cores, the wall time
-no scheduling could beat at this cost per job. A floor near the wall time means the wave is
-CPU-bound: more slots would not help, only cheaper jobs (or fewer of them).
+waited or computed (bench/accounting.py): the CPU per job of the worker processes and their own
+Postgres backends; the stand-ins' CPU apart (they run in the bench process, with the tick); the
+CPU floor — all the measured CPU over the cores, the wall time no scheduling could beat at this
+cost per job (a floor near the wall time means the wave is CPU-bound: more slots would not help,
+only cheaper jobs, or fewer); the machine's busy share as context; and per job the workers'
+round trips, the database's transactions and WAL.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from bench import cpu, workers
+from bench import accounting, cpu, workers
 from bench.harness import Context, Metric, Repetition, Sample, at_least, at_most
 from broseph import services
 from broseph.jobs import generate_prompt
@@ -69,21 +71,37 @@ metrics = (
     ),
     Metric("push", "(8) where: pushes (first SendNotification start → last push)", "s", decimals=1),
     Metric("faults", "(8) lost + duplicated (prompts, pushes)", "count", target=at_most(0)),
-    Metric("busy", "(8) CPU busy, tick → last push (share of all cores)", "%", decimals=0),
+    Metric(
+        "busy",
+        "(8) CPU busy, tick → last push (share of all cores, every process: load, context)",
+        "%",
+        decimals=0,
+    ),
     Metric(
         "cpu_job",
-        "(8) CPU per job (GeneratePrompt or SendNotification): workers + Postgres",
+        "(8) CPU per job (GeneratePrompt or SendNotification): worker processes + their"
+        " Postgres backends",
         "ms",
         decimals=1,
     ),
     Metric("cpu_worker", "(8) … of which the worker processes", "ms", decimals=1),
     Metric(
+        "cpu_standins",
+        "(8) stand-ins' CPU per job (the bench process hosting them and the tick)",
+        "ms",
+        decimals=1,
+    ),
+    Metric(
         "cpu_floor",
-        "(8) CPU floor: all CPU spent (stand-ins included) ÷ cores",
+        "(8) CPU floor: all measured CPU (workers, their backends, stand-ins, tick) ÷ cores",
         "s",
         decimals=1,
     ),
+    Metric("trips", "(8) round trips per job (workers ↔ Postgres)", "count", decimals=2),
+    Metric("xacts", "(8) Postgres transactions per job", "count", decimals=2),
+    Metric("wal", "(8) WAL per job (this database's records, full-page images apart)", "bytes"),
 )
+TICK_APP = "bench-tick"
 
 
 async def seed(conn: psycopg.AsyncConnection[Any], groups: int, time_zone: str) -> None:
@@ -218,11 +236,24 @@ async def one_wave(
         zone = await time_zone_past(conn, settings.prompt_hour)
         await seed(conn, groups, zone)
     epoch_offset = time.time() - time.monotonic()
-    meter = cpu.CpuMeter()
-    pids = [w.pid for w in live]
-    async with AsyncConnectionPool(ctx.db.url, min_size=1, max_size=2, open=False) as pool:
+    cpu_groups = [
+        cpu.Group("workers", tuple(w.pid for w in live), tuple(w.app_name for w in live)),
+        cpu.Group("bench", app_names=(TICK_APP,), this_process=True),
+    ]
+    async with AsyncConnectionPool(
+        ctx.db.url,
+        min_size=1,
+        max_size=2,
+        open=False,
+        kwargs={"application_name": TICK_APP},
+    ) as pool:
         await pool.open(wait=True)
-        before = meter.snapshot(pids)
+        interval = await accounting.begin(
+            ctx,
+            cpu_groups,
+            counters=[w.round_trips_file for w in live],
+            keep=(accounting.WORKER_APP, TICK_APP),
+        )
         tick = time.monotonic()
         sent = await generate_prompt.fan_out(
             services.Services(settings=settings, pool=pool), int(time.time())
@@ -231,14 +262,19 @@ async def one_wave(
     if sent != groups:
         raise RuntimeError(f"wave: the fan-out sent {sent} jobs for {groups} groups")
     await wait_for_pushes(fcm, groups * MEMBERS, live)
-    used = meter.usage(before, pids)
-    # Every SendNotification finishes (records its outcome) just after its push.
+    # Every SendNotification finishes (records its outcome) just after its push: the interval
+    # (CPU, transactions, WAL) closes 2 s after the last push, when all have.
     await asyncio.sleep(2)
+    async with await ctx.db.connect(autocommit=True) as conn:
+        jobs = await job_count(conn)
+    account = await interval.end(jobs, settle=True, harness_xacts=1 + accounting.CONNECTION_XACTS)
     last_push = max(r.received_at for r in fcm.requests if _is_new_prompt(r.message))
     async with await ctx.db.connect(autocommit=True) as conn:
         at = await phases(conn)
         fault_count = await faults(conn, fcm, groups)
-        jobs = await job_count(conn)
+    used = account.cpu
+    workers_cpu, bench_cpu = used.groups["workers"], used.groups["bench"]
+    measured = workers_cpu.total + bench_cpu.total
     wall = last_push - tick
     ideal = (groups * AI_LATENCY + groups * MEMBERS * FCM_LATENCY) / (PROCESSES * CONCURRENCY)
     return {
@@ -250,9 +286,13 @@ async def one_wave(
         "push": Sample(last_push + epoch_offset - at["notify_started"]),
         "faults": Sample(fault_count),
         "busy": Sample(100 * used.busy_share),
-        "cpu_job": Sample(1000 * (used.workers + used.postgres) / jobs),
-        "cpu_worker": Sample(1000 * used.workers / jobs),
-        "cpu_floor": Sample(used.machine / (os.cpu_count() or 1)),
+        "cpu_job": Sample(account.cpu_ms("workers")),
+        "cpu_worker": Sample(1000 * workers_cpu.processes / jobs),
+        "cpu_standins": Sample(1000 * bench_cpu.total / jobs),
+        "cpu_floor": Sample(measured / (os.cpu_count() or 1)),
+        "trips": Sample(account.round_trips_per_job),
+        "xacts": Sample(account.xacts_per_job),
+        "wal": Sample(account.wal_per_job),
     }
 
 

@@ -1,11 +1,16 @@
 """
 Bench-only jobs and the worker processes that run them.
 
-Two kinds of worker, both real processes started as `python -m bench.workers …`:
+Kinds of worker, all real processes started as `python -m bench.workers …`:
   ours  broseph's app (`broseph.worker.create_app`, the full lifecycle) plus a bench-only no-op
         job type per queue, registered in the bench database only — never in the catalogue;
-  raw   a stock procrastinate App with a no-op task: the baseline.
-Both no-ops optionally send "<id> <time>" by UDP when they start (the pick-up latency beacon).
+  raw   a stock procrastinate App with a no-op task: the baseline;
+  pgq   PgQueuer's default worker with a no-op entrypoint (bench/pgq.py): the second baseline;
+  wave  broseph's app and services against the stand-ins (bench/wave.py).
+The procrastinate no-ops optionally send "<id> <time>" by UDP when they start (the pick-up
+latency beacon). Each process connects with its own application_name (PGAPPNAME), so its
+Postgres backends can be told apart (bench/cpu.py), and counts its round trips into a file
+(bench/roundtrips.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from procrastinate import job_context
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from bench import roundtrips
 from broseph import lifecycle, logs, services, worker
 from broseph.jobs.base import JobPayload, JobRun, JobType
 from broseph.providers.push_fcm import FcmPushSender
@@ -38,6 +44,8 @@ from broseph.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 RAW_TASK = "bench_raw_noop"
 BEACON_ENV = "BENCH_BEACON"
+ROUND_TRIPS_ENV = "BENCH_ROUND_TRIPS"
+WORKER_APP = "bench-worker-"
 
 
 class NoopPayload(JobPayload):
@@ -142,7 +150,7 @@ cli = typer.Typer(add_completion=False)
 
 @cli.command()
 def main(
-    kind: Annotated[str, typer.Option(help="ours | raw | wave")],
+    kind: Annotated[str, typer.Option(help="ours | raw | pgq | wave")],
     url: Annotated[str, typer.Option(help="Database URL.")],
     queue: Annotated[list[str] | None, typer.Option(help="Queue to serve (repeatable).")] = None,
     concurrency: Annotated[int, typer.Option()] = 10,
@@ -155,6 +163,13 @@ def main(
     # The raw baseline logs as raw procrastinate does at its default level (INFO): its own
     # per-job lines, which broseph's workers replace with broseph.job's.
     logs.configure("json", "INFO", procrastinate_job_lines=kind == "raw")
+    if os.environ.get(ROUND_TRIPS_ENV):
+        roundtrips.install(Path(os.environ[ROUND_TRIPS_ENV]))
+    if kind == "pgq":
+        from bench import pgq  # PgQueuer (the bench extra) only where it is used
+
+        asyncio.run(pgq.serve(url))
+        return
     asyncio.run(_serve(kind, url, queue or [], concurrency, openai_url, fcm_url))
 
 
@@ -235,6 +250,9 @@ class WorkerProcess:
         self.extra = extra or {}
         self.env = env or {}
         self.process: asyncio.subprocess.Process | None = None
+        # What tells its backends and its round trips apart from everyone else's.
+        self.app_name = WORKER_APP + log_file.stem
+        self.round_trips_file = log_file.with_suffix(".trips")
 
     async def start(self) -> None:
         env = dict(os.environ)
@@ -243,6 +261,8 @@ class WorkerProcess:
         if self.beacon:
             env[BEACON_ENV] = self.beacon
         env.update(self.env)
+        env["PGAPPNAME"] = self.app_name
+        env[ROUND_TRIPS_ENV] = str(self.round_trips_file)
         args = ["--kind", self.kind, "--url", self.url, "--concurrency", str(self.concurrency)]
         for queue in self.queues:
             args += ["--queue", queue]
@@ -295,6 +315,8 @@ async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 6
     """
     Start the processes and wait until every one has registered and is listening.
     """
+    procrastinate_kinds = [w for w in workers if w.kind != "pgq"]
+    others = [w.app_name for w in workers if w.kind == "pgq"]
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cur = await conn.execute("SELECT count(*) FROM procrastinate_workers")
         row = await cur.fetchone()
@@ -305,9 +327,19 @@ async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 6
         while True:
             for w in workers:
                 w.check_alive()
-            cur = await conn.execute("SELECT count(*) FROM procrastinate_workers")
+            # procrastinate workers register themselves; PgQueuer's show up connected.
+            cur = await conn.execute(
+                "SELECT (SELECT count(*) FROM procrastinate_workers),"
+                " (SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+                "  WHERE application_name = ANY(%s::text[]))",
+                (others,),
+            )
             row = await cur.fetchone()
-            if row and int(row[0]) >= before + len(workers):
+            if (
+                row
+                and int(row[0]) >= before + len(procrastinate_kinds)
+                and int(row[1]) >= len(others)
+            ):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench workers not registered within {within:g} s")

@@ -4,8 +4,9 @@
 #   deploy/install.sh deps VENV   the locked dependencies: broseph's and its production extras'
 #   deploy/install.sh app VENV    broseph itself, as a wheel, on top of them
 #
-# Production extras: every extra in pyproject.toml except `test` and `demo` (the embedded
-# Postgres), so an extra added there is in the image after one `uv lock`.
+# Production extras: every extra in pyproject.toml except `test`, `demo` (the embedded
+# Postgres) and `bench` (the benchmarks' baselines), so an extra added there is in the image
+# after one `uv lock`.
 #
 # Run from the repository root (pyproject.toml, uv.lock) with `uv` on PATH. Two steps so that an
 # image rebuilt after a code change reuses the dependency layer.
@@ -19,8 +20,8 @@ case "$step" in
 deps)
     req=$(mktemp)
     # --locked: refuse a uv.lock that no longer matches pyproject.toml (relock: `uv lock`).
-    uv export --locked --all-extras --no-extra test --no-extra demo --no-dev --no-emit-project \
-        --no-header --format requirements-txt --output-file "$req" >/dev/null
+    uv export --locked --all-extras --no-extra test --no-extra demo --no-extra bench --no-dev \
+        --no-emit-project --no-header --format requirements-txt --output-file "$req" >/dev/null
     python3 -m venv "$venv"
     # Every package pinned and checked against the lock's sha256; wheels only, so no compiler is
     # ever needed; nothing but what the lock lists (--no-deps).

@@ -5,8 +5,11 @@ table arithmetic. Figures are never asserted here — speed is the benchmarks' b
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,9 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from bench import __main__ as bench_main
-from bench import enqueue_one, harness
+from bench import accounting, cpu, enqueue_one, harness, roundtrips
 from bench.database import BenchDatabase
+from bench.dbstats import DbStats
 
 
 def test_every_benchmark_declares_its_rows() -> None:
@@ -48,24 +52,41 @@ def test_rows_take_medians_ranges_and_per_round_ratios() -> None:
     empty = harness.Row(1, metric, (), 3)
     assert empty.met is None and harness.as_dict(empty)["met"] is None
     assert "not run" in harness.render([empty])
+    at_most = harness.Metric("y", "y", "ms", baseline="raw", target=harness.ratio_at_most(0.5))
+    assert harness.Row(1, at_most, (harness.Sample(1, 2),), 1).met is True
+    assert harness.Row(1, at_most, (harness.Sample(1.1, 2),), 1).met is False
     table = harness.render([row])
     assert "| 1 | x | jobs/s | 120 | 90–300 | raw | 100 | 100–200 | 1.20× | 0.90–1.50× |" in table
     assert table.endswith("| ≥ 1× | yes |")
 
 
 async def test_enqueue_benchmark_runs_and_reports(admin_url: str) -> None:
+    # End to end with all three sides (ours, raw procrastinate, PgQueuer) and the accounting.
     db = await BenchDatabase.open(None, server=admin_url)
+    stats = await DbStats.open(db.url, db.monitor_url, db.name)
     try:
         with tempfile.TemporaryDirectory() as workdir:
             ctx = harness.Context(
-                db=db, redis_url="", reps=2, smoke=True, workdir=Path(workdir), options={}
+                db=db,
+                redis_url="",
+                reps=2,
+                smoke=True,
+                workdir=Path(workdir),
+                options={},
+                stats=stats,
             )
-            [row] = await harness.collect(enqueue_one, ctx)
+            rows = await harness.collect(enqueue_one, ctx)
     finally:
+        await stats.close()
         await db.close()
-    assert len(row.samples) == 2 and row.problems() == []
-    assert all(math.isfinite(s.value) and s.value > 0 for s in row.samples)
+    for row in rows:
+        assert len(row.samples) == 2 and row.problems() == [], row.metric.key
+        assert all(math.isfinite(s.value) and s.value > 0 for s in row.samples)
     assert ctx.notes and "jobs per side" in ctx.notes[0]
+    # One job per transaction, enqueue + COMMIT on a connection outside autocommit: each side
+    # pays BEGIN, its statement, COMMIT — and exactly one transaction — per job.
+    assert "3.00 round trips, 1.00 transactions" in ctx.notes[1]
+    assert ctx.notes[1].count("3.00 round trips, 1.00 transactions") == 3
 
 
 async def test_a_database_with_data_is_refused(admin_url: str) -> None:
@@ -77,6 +98,146 @@ async def test_a_database_with_data_is_refused(admin_url: str) -> None:
             await BenchDatabase.open(db.url)
     finally:
         await db.close()
+
+
+# --- the accounting: per-process CPU, round trips, transactions, WAL ---------------------------
+
+
+def _fake_process(root: Path, pid: int, utime: int, stime: int, start: int, ns: int) -> None:
+    (root / str(pid)).mkdir(parents=True, exist_ok=True)
+    # The command name may hold spaces and parentheses: fields are counted after the last ")".
+    fields = ["S", *["0"] * 10, str(utime), str(stime), *["0"] * 6, str(start), "0"]
+    (root / str(pid) / "stat").write_text(f"{pid} (post gres (x)) " + " ".join(fields) + "\n")
+    (root / str(pid) / "schedstat").write_text(f"{ns} 0 0\n")
+
+
+def test_process_cpu_reads_proc(tmp_path: Path) -> None:
+    ticks = cpu._TICKS
+    _fake_process(tmp_path, 42, utime=3 * ticks, stime=ticks, start=777, ns=4_250_000_000)
+    # Whole process (all threads): utime + stime; the start time tells reused pids apart.
+    assert cpu.process_cpu(42, tmp_path) == (4.0, 777)
+    if cpu._SCHEDSTAT:  # a single-threaded backend: the scheduler's nanoseconds
+        assert cpu.process_cpu(42, tmp_path, single_threaded=True) == (4.25, 777)
+    assert cpu.process_cpu(43, tmp_path) is None  # gone
+    (tmp_path / "stat").write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n")
+    assert cpu.machine_ticks(tmp_path) == (150.0, 1000.0)
+
+
+def test_cpu_of_a_real_process_is_its_own() -> None:
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"])
+    try:
+        before = cpu.process_cpu(child.pid)
+        deadline = time.monotonic() + 20
+        while (found := cpu.process_cpu(child.pid)) and found[0] < 0.3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert before is not None and found is not None and found[1] == before[1]
+        assert 0.29 <= found[0] < 1.5
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def test_meter_counts_this_databases_backends_even_those_that_exit(admin_url: str) -> None:
+    db = await BenchDatabase.open(None, server=admin_url)
+    other = await BenchDatabase.open(None, server=admin_url)
+    try:
+        meter = cpu.CpuMeter(
+            db.monitor_url,
+            db.name,
+            [cpu.Group("mine", app_names=("bench-test-mine",))],
+            sample_every=0.05,
+        )
+        meter.start()
+        spin = "SELECT count(*) FROM generate_series(1, 4000000)"
+        # A backend of the bench database that works, then exits before the interval ends.
+        async with await psycopg.AsyncConnection.connect(
+            db.url, application_name="bench-test-mine", autocommit=True
+        ) as conn:
+            await conn.execute(spin)
+            await asyncio.sleep(0.2)  # at least one sighting after the work
+        # Another database's backend, same application_name: not this database's.
+        async with await psycopg.AsyncConnection.connect(
+            other.url, application_name="bench-test-mine", autocommit=True
+        ) as conn:
+            await conn.execute(spin)
+            await conn.execute(spin)
+        # The harness's own backend in this database: no group's.
+        async with await db.connect(autocommit=True) as conn:
+            await conn.execute(spin)
+            await asyncio.sleep(0.2)
+        usage = meter.stop()
+    finally:
+        await other.close()
+        await db.close()
+    mine = usage.groups["mine"]
+    assert mine.processes == 0
+    # The one spin (~0.1–0.5 s here), not the other database's two.
+    assert 0.05 < mine.backends < 2.0
+    assert usage.other_backends > 0.05
+    assert usage.other_backends < 3 * mine.backends
+    assert 0 <= usage.busy_share <= 1
+
+
+async def test_round_trips_are_counted_where_psycopg_waits(tmp_path: Path) -> None:
+    url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        counter = roundtrips.count(conn)
+        await conn.execute("SELECT 1")  # BEGIN (implicit) + the statement
+        await conn.execute("SELECT 2")
+        await conn.commit()
+        assert counter.value == 4
+        await conn.set_autocommit(True)  # client-side only: no round trip
+        await conn.execute("LISTEN bench_test")
+        await conn.execute("NOTIFY bench_test")
+        async for _ in conn.notifies(timeout=0.2, stop_after=1):
+            pass  # waiting for a pushed notification: no round trip
+        assert counter.value == 6
+    # A process-wide counter lives in a file another process can read.
+    path = tmp_path / "trips"
+    shared = roundtrips.Counter(path)
+    assert roundtrips.read(path) == 0
+    for _ in range(3):
+        shared.add(None)
+    shared.add(type("Gen", (), {"__name__": "notifies"})())
+    assert roundtrips.read(path) == 3
+
+
+async def test_transactions_and_wal_are_this_databases(admin_url: str) -> None:
+    db = await BenchDatabase.open(None, server=admin_url)
+    other = await BenchDatabase.open(None, server=admin_url)
+    stats = await DbStats.open(db.url, db.monitor_url, db.name)
+    try:
+        async with await db.connect(autocommit=True) as conn:
+            await conn.execute("CREATE TABLE t (x text)")
+        mark = await stats.mark()
+        async with await db.connect(autocommit=True) as conn:
+            for _ in range(7):
+                await conn.execute(
+                    "INSERT INTO t SELECT repeat('x', 100) FROM generate_series(1, 50)"
+                )
+        # Another database writes ten times as much at the same time: not ours.
+        async with await other.connect(autocommit=True) as conn:
+            await conn.execute("CREATE TABLE u (x text)")
+            await conn.execute(
+                "INSERT INTO u SELECT repeat('y', 100) FROM generate_series(1, 3500)"
+            )
+        delta = await stats.since(mark, settle=False)
+    finally:
+        await stats.close()
+        await other.close()
+        await db.close()
+    # The seven statements and the connection's own (accounting.CONNECTION_XACTS), exactly.
+    assert delta.xacts == 7 + accounting.CONNECTION_XACTS
+    if stats.walinspect:
+        assert delta.wal_exact
+        assert 7 * 50 * 100 < delta.wal_bytes < 7 * 50 * 400 + delta.wal_fpi_bytes
+        assert 0 <= delta.wal_fpi_bytes < delta.wal_bytes
+        assert delta.server_wal_bytes > delta.wal_bytes + 3500 * 100
 
 
 # --- the fast path the benchmarks motivated agrees with the slow one ---------------------------

