@@ -209,6 +209,7 @@ class DbStats:
         # block_ref reads "blkref #0: rel <spc>/<db>/<rel> fork main blk 7 (FPW); …".
         pattern = f"rel [0-9]+/{self._oid}/"
         async with await psycopg.AsyncConnection.connect(self.db_url, autocommit=True) as conn:
+            await _flushed_to(conn, end)
             cur = await conn.execute(
                 "WITH r AS (SELECT xid, record_length, fpi_length, block_ref"
                 "           FROM pg_get_wal_records_info(%(start)s, %(end)s)),"
@@ -220,3 +221,20 @@ class DbStats:
             row = await cur.fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
+
+
+async def _flushed_to(conn: psycopg.AsyncConnection[Any], lsn: str) -> None:
+    """
+    Wait until the server has flushed WAL up to `lsn`: pg_walinspect reads only flushed WAL
+    ("cannot accept future end LSN"), and commits with synchronous_commit off (progress
+    writes, anyone's on a shared server) leave the insert position ahead of the flush for up to
+    a few wal_writer_delay rounds.
+    """
+    for _ in range(100):
+        cur = await conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (lsn,))
+        row = await cur.fetchone()
+        if row and row[0]:
+            return
+        await asyncio.sleep(0.05)
+    # Still behind after 5 s: a synchronous commit flushes everything inserted before it.
+    await conn.execute("SELECT pg_catalog.txid_current()")
