@@ -152,6 +152,7 @@ class Producer:
         self.ids: list[uuid.UUID] = []
         self.retries = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stop = asyncio.Event()
 
     async def batch(self, count: int, **params: Any) -> list[uuid.UUID]:
         keys = [f"{self.prefix}-{len(self.ids) + i}" for i in range(count)]
@@ -181,9 +182,16 @@ class Producer:
                 delay = min(delay * 2, 0.5)
 
     async def stream(self, total: int, *, per_batch: int, every: float, **params: Any) -> None:
-        while len(self.ids) < total:
+        while len(self.ids) < total and not self._stop.is_set():
             await self.batch(min(per_batch, total - len(self.ids)), **params)
             await asyncio.sleep(every)
+
+    def stop(self) -> None:
+        """
+        End `stream` after its batch in flight: a cancelled task could leave a committed batch
+        out of `ids` (cancelled between the commit and reading its result).
+        """
+        self._stop.set()
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -99,7 +99,8 @@ async def test_prune_100000_old_rows_while_a_worker_keeps_completing_jobs(
         )
         elapsed = time.perf_counter() - clock
         ended_at = await db_now(ops_conn)
-    stream.cancel()
+    producer.stop()
+    await stream
     await producer.close()
 
     cur = await ops_conn.execute(
