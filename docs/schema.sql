@@ -1175,6 +1175,33 @@ CREATE FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) RETURNS in
 $_$;
 
 --
+-- Name: queue_rows_inserted(); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.queue_rows_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- What procrastinate_trigger_function_status_events_insert_v1 writes, per 'todo' row.
+    INSERT INTO public.procrastinate_events (job_id, type)
+    SELECT n.id, 'deferred'::public.procrastinate_job_event_type
+      FROM inserted_jobs n
+     WHERE n.status = 'todo'::public.procrastinate_job_status;
+    -- What procrastinate_notify_queue_job_inserted_v1 sends, once per queue instead of per job.
+    PERFORM pg_notify(c.channel, q.payload)
+       FROM (SELECT n.queue_name,
+                    json_build_object('type', 'job_inserted', 'job_id', min(n.id))::text AS payload
+               FROM inserted_jobs n
+              WHERE n.status = 'todo'::public.procrastinate_job_status
+              GROUP BY n.queue_name) AS q
+      CROSS JOIN LATERAL (VALUES ('procrastinate_queue_v1#' || q.queue_name),
+                                 ('procrastinate_any_queue_v1')) AS c (channel);
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: raise_with_column(text, text, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -2965,6 +2992,12 @@ CREATE TRIGGER broseph_messages_notify AFTER INSERT ON public.messages REFERENCI
 CREATE TRIGGER broseph_prompts_notify AFTER INSERT ON public.prompts REFERENCING NEW TABLE AS new_prompts FOR EACH STATEMENT EXECUTE FUNCTION broseph.notify_new_prompts();
 
 --
+-- Name: procrastinate_jobs broseph_queue_rows_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER broseph_queue_rows_inserted AFTER INSERT ON public.procrastinate_jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION broseph.queue_rows_inserted();
+
+--
 -- Name: device_tokens broseph_server_timestamps; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3019,12 +3052,6 @@ CREATE TRIGGER broseph_sync_job_record_update AFTER UPDATE OF status ON public.p
 CREATE TRIGGER procrastinate_jobs_notify_queue_job_aborted_v1 AFTER UPDATE OF abort_requested ON public.procrastinate_jobs FOR EACH ROW WHEN (((old.abort_requested = false) AND (new.abort_requested = true) AND (new.status = 'doing'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_notify_queue_abort_job_v1();
 
 --
--- Name: procrastinate_jobs procrastinate_jobs_notify_queue_job_inserted_v1; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_notify_queue_job_inserted_v1();
-
---
 -- Name: procrastinate_jobs procrastinate_trigger_abort_requested_events_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3041,12 +3068,6 @@ CREATE TRIGGER procrastinate_trigger_delete_jobs_v1 BEFORE DELETE ON public.proc
 --
 
 CREATE TRIGGER procrastinate_trigger_scheduled_events_v1 AFTER INSERT OR UPDATE ON public.procrastinate_jobs FOR EACH ROW WHEN (((new.scheduled_at IS NOT NULL) AND (new.status = 'todo'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_trigger_function_scheduled_events_v1();
-
---
--- Name: procrastinate_jobs procrastinate_trigger_status_events_insert_v1; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER procrastinate_trigger_status_events_insert_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_insert_v1();
 
 --
 -- Name: procrastinate_jobs procrastinate_trigger_status_events_update_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -3611,6 +3632,13 @@ GRANT ALL ON FUNCTION broseph.on_messages_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) TO service_role;
+
+--
+-- Name: FUNCTION queue_rows_inserted(); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.queue_rows_inserted() FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.queue_rows_inserted() TO service_role;
 
 --
 -- Name: FUNCTION raise_with_column(p_message text, p_detail text, p_hint text, p_column text); Type: ACL; Schema: broseph; Owner: -
