@@ -90,6 +90,48 @@ SELECT g.id AS group_id, d.local_date
                   = 'prompt:' || g.id::text || ':' || to_char(d.local_date, 'YYYY-MM-DD'))
  ORDER BY g.id;
 
+-- name: prompt_fanout
+-- The daily fan-out, one chunk per call, all in Postgres: the first %(limit)s groups after
+-- %(after)s (NULL: from the start) that prompt_fanout_targets would list, each enqueued as
+-- GeneratePrompt with its idempotency key by ONE broseph.enqueue_many call — no group id travels
+-- to the worker and back. Returns how many were found (a chunk short of %(limit)s was the last)
+-- and the last group id, where the next call starts. The payload is GeneratePrompt.to_params()
+-- (a uuid and a date as JSON strings); the key format must match broseph.idempotency.prompt().
+WITH zones AS (
+    SELECT z.time_zone,
+           %(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(z.time_zone) AS local_now
+      FROM (SELECT DISTINCT coalesce(time_zone, '') AS time_zone
+              FROM public.groups WHERE active) AS z
+), due AS (
+    SELECT time_zone, local_now::date AS local_date
+      FROM zones
+     WHERE local_now::time >= make_time(%(hour)s, 0, 0)
+), targets AS MATERIALIZED (
+    SELECT g.id, d.local_date
+      FROM due d
+      JOIN public.groups g ON coalesce(g.time_zone, '') = d.time_zone AND g.active
+     WHERE (%(after)s::uuid IS NULL OR g.id > %(after)s::uuid)
+       AND NOT EXISTS (
+               SELECT 1 FROM public.prompts p
+                WHERE p.group_id = g.id AND p.local_date = d.local_date)
+       AND NOT EXISTS (
+               SELECT 1 FROM broseph.job_records r
+                WHERE r.idempotency_key
+                      = 'prompt:' || g.id::text || ':' || to_char(d.local_date, 'YYYY-MM-DD'))
+     ORDER BY g.id
+     LIMIT %(limit)s
+)
+SELECT count(*)::int AS found, (array_agg(t.id ORDER BY t.id DESC))[1] AS last,
+       CASE WHEN count(*) > 0 THEN cardinality(broseph.enqueue_many(
+           %(job_type)s,
+           array_agg(jsonb_build_object('group_id', t.id, 'local_date', t.local_date)
+                     ORDER BY t.id),
+           array_agg('prompt:' || t.id::text || ':' || to_char(t.local_date, 'YYYY-MM-DD')
+                     ORDER BY t.id),
+           source => 'schedule'))
+       ELSE 0 END AS enqueued
+  FROM targets t;
+
 -- name: local_today
 -- Each named group's local date now (for "generate today's prompt" outside the schedule), in the
 -- order given; unknown ids are left out.
