@@ -45,6 +45,7 @@ from broseph.services import Services
 from broseph.settings import Settings
 
 ACTIVITY_DAYS = 7
+MAX_UUID = 2**128 - 1
 
 
 class GeneratePrompt(JobPayload):
@@ -242,9 +243,9 @@ async def fan_out_on(
     conn: psycopg.AsyncConnection[Any], now: datetime.datetime, *, hour: int, chunk_size: int
 ) -> int:
     """
-    The fan-out on one connection, a statement per chunk of `chunk_size` groups: which groups are
-    due, their payloads and keys, and the enqueue happen inside Postgres (query prompt_fanout),
-    so no group list makes a round trip through Python.
+    The fan-out on one connection, a statement per chunk of `chunk_size` groups (in id order):
+    which of them are due, their payloads and keys, and the enqueue happen inside Postgres (query
+    prompt_fanout), so no group list makes a round trip through Python.
 
     Each chunk is its own transaction: a crash halfway leaves the committed chunks' jobs in place
     and the next tick finds the rest. Two workers ticking at once, or a re-run of a tick, send the
@@ -252,7 +253,7 @@ async def fan_out_on(
     batches wait on each other rather than deadlock).
     """
     total = 0
-    after: uuid.UUID | None = None
+    start = uuid.UUID(int=0)
     while True:
         async with conn.transaction():
             chunk = await sql.one(
@@ -261,16 +262,16 @@ async def fan_out_on(
                 {
                     "now": now,
                     "hour": hour,
-                    "after": after,
+                    "from": start,
                     "limit": chunk_size,
                     "job_type": GeneratePrompt.job_type,
                 },
             )
-        found = int(chunk["found"])
-        total += found
-        if found < chunk_size:
+        total += int(chunk["found"])
+        last: uuid.UUID | None = chunk["last"]
+        if chunk["scanned"] < chunk_size or last is None or last.int == MAX_UUID:
             return total
-        after = chunk["last"]
+        start = uuid.UUID(int=last.int + 1)
 
 
 async def enqueue_today(
