@@ -6,9 +6,14 @@ idempotency keys, params validated by the SQL contract, per-group locks, then th
 statements of `enqueue.CHUNK_SIZE`). Baseline: procrastinate's `batch_defer_async` of the same
 arguments on the caller's connection (same slices), queue rows only. Inputs are built before
 the clock starts on both sides; the clock stops when COMMIT returns: jobs/s. The queue table's
-own line — the same number of rows generated inside Postgres in one statement — is a second
-baseline: what procrastinate's table takes at all on this machine. PgQueuer's batch enqueue
-(lists, same slices) is the third.
+own line — the same number of rows generated inside Postgres in one statement, with
+procrastinate's stock per-row insert triggers put back for it (migrations/0028 replaces them) —
+is a second baseline: what procrastinate's table takes at all on this machine. PgQueuer's batch
+enqueue (lists, same slices) is the third. "daily" is the production fan-out itself
+(`generate_prompt.fan_out_on`, what the `prompt_fanout` periodic task runs): the same number of
+groups in public.groups, all due; which are due, their payloads, keys and records are all decided
+inside Postgres, one statement per chunk of FANOUT_CHUNK_SIZE (its default), each chunk its own
+transaction; the groups are inserted before the clock starts.
 Per job (bench/accounting.py): the producer's CPU (this process and its backend), the bench
 database's transactions and WAL.
 """
@@ -16,16 +21,21 @@ database's transactions and WAL.
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import procrastinate
 import psycopg
 
 from bench import accounting, pgq, workers
 from bench.harness import Context, Metric, Repetition, Sample, at_least, both, ratio_at_least
-from broseph import enqueue, idempotency
+from broseph import enqueue, idempotency, migrate
+from broseph.jobs import generate_prompt
 from broseph.jobs.generate_prompt import GeneratePrompt
+from broseph.settings import Settings
 
 number = 2
 title = "Daily fan-out over 100,000 groups"
@@ -34,6 +44,14 @@ RAW = "procrastinate batch_defer_async, same slices"
 LINE = (
     "the queue table's own line: N rows in ONE INSERT … SELECT into procrastinate_jobs, no"
     " Python, no records (procrastinate's stock per-row triggers on)"
+)
+# The production fan-out's chunk: FANOUT_CHUNK_SIZE's default.
+DAILY_CHUNK = int(Settings.model_fields["fanout_chunk_size"].default)
+# Due at the tick: 12:00 UTC, prompt hour 8, every bench group in UTC.
+TICK = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)
+STOCK_TRIGGERS = (
+    "procrastinate_jobs_notify_queue_job_inserted_v1",
+    "procrastinate_trigger_status_events_insert_v1",
 )
 metrics = (
     Metric(
@@ -46,6 +64,14 @@ metrics = (
     Metric(
         "fanout_line",
         "(2) fan-out with records, vs the queue table's own line",
+        "jobs/s",
+        baseline=LINE,
+        target=ratio_at_least(1.0),
+    ),
+    Metric(
+        "daily_line",
+        "(2) the daily fan-out in Postgres (prompt_fanout, records + keys, chunks of"
+        f" {DAILY_CHUNK:,}, a transaction each), vs the queue table's own line",
         "jobs/s",
         baseline=LINE,
         target=ratio_at_least(1.0),
@@ -134,7 +160,51 @@ def line(url: str, groups: list[uuid.UUID]) -> Work:
     return work
 
 
-SIDES = {"ours": ours, "raw": raw, "pgq": pgqueuer, "line": line}
+def daily(url: str, groups: list[uuid.UUID]) -> Work:
+    """
+    The `prompt_fanout` periodic task's own work, on the producer's connection; the groups are
+    in public.groups already (`_install_groups`, before the clock).
+    """
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+        sent = await generate_prompt.fan_out_on(conn, TICK, hour=8, chunk_size=DAILY_CHUNK)
+        assert sent == len(groups), f"every due group gets its job ({sent} of {len(groups)})"
+
+    return work
+
+
+SIDES = {"ours": ours, "raw": raw, "pgq": pgqueuer, "line": line, "daily": daily}
+
+
+async def _install_groups(ctx: Context, groups: list[uuid.UUID]) -> None:
+    async with await ctx.db.connect(autocommit=True) as conn:
+        await conn.execute("TRUNCATE public.groups CASCADE")
+        await conn.execute(
+            "INSERT INTO public.groups (id, name, time_zone)"
+            " SELECT g, 'bench group', 'UTC' FROM unnest(%s::uuid[]) AS g",
+            (groups,),
+        )
+        await conn.execute("ANALYZE public.groups")
+
+
+async def _stock_triggers(ctx: Context, *, on: bool) -> None:
+    """
+    For the line: procrastinate's own per-row insert triggers, as its schema creates them, in
+    place of broseph's statement-level one (migrations/0028) — and back again after, by the same
+    file `broseph migrate` re-applies.
+    """
+    async with await ctx.db.connect(autocommit=True) as conn:
+        if on:
+            schema = (Path(procrastinate.__file__).parent / "sql" / "schema.sql").read_text()
+            for name in STOCK_TRIGGERS:
+                found = re.search(rf"CREATE TRIGGER {name}\b.*?;", schema, re.DOTALL)
+                assert found, f"procrastinate's schema no longer creates {name}"
+                await conn.execute(found.group(0).encode())
+            await conn.execute("DROP TRIGGER broseph_queue_rows_inserted ON procrastinate_jobs")
+        else:
+            always = {a.name: a for a in migrate.load_always()}
+            async with conn.transaction():
+                await conn.execute(always["always/procrastinate.sql"].sql.encode())
 
 
 async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
@@ -146,17 +216,16 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
     )
     await pgq.install(ctx.db)
     # Warm up every path (plpgsql compiles on first call, psycopg learns the types).
-    for make in SIDES.values():
-        await ctx.db.reset()
-        await accounting.in_process(ctx, make(ctx.db.url, [uuid.uuid4() for _ in range(50)]), 50)
+    for side, make in SIDES.items():
+        await _run(ctx, side, make, [uuid.uuid4() for _ in range(50)])
     for rep in range(ctx.reps):
         rate: dict[str, float] = {}
         acc: dict[str, accounting.Account] = {}
         order = list(SIDES) if rep % 2 == 0 else list(reversed(SIDES))
         for side in order:
-            await ctx.db.reset()
-            work = SIDES[side](ctx.db.url, [uuid.uuid4() for _ in range(n)])
-            elapsed, acc[side] = await accounting.in_process(ctx, work, n)
+            elapsed, acc[side] = await _run(
+                ctx, side, SIDES[side], [uuid.uuid4() for _ in range(n)]
+            )
             rate[side] = n / elapsed
         ctx.note(
             f"(2) round {rep + 1}: "
@@ -165,7 +234,23 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
         yield {
             "fanout": Sample(rate["ours"], rate["raw"]),
             "fanout_line": Sample(rate["ours"], rate["line"]),
+            "daily_line": Sample(rate["daily"], rate["line"]),
             "fanout_pgq": Sample(rate["ours"], rate["pgq"]),
             "cpu": Sample(acc["ours"].cpu_ms("producer"), acc["raw"].cpu_ms("producer")),
             "wal": Sample(acc["ours"].wal_per_job, acc["raw"].wal_per_job),
         }
+
+
+async def _run(
+    ctx: Context, side: str, make: Any, groups: list[uuid.UUID]
+) -> tuple[float, accounting.Account]:
+    await ctx.db.reset()
+    if side == "daily":
+        await _install_groups(ctx, groups)
+    if side == "line":
+        await _stock_triggers(ctx, on=True)
+    try:
+        return await accounting.in_process(ctx, make(ctx.db.url, groups), len(groups))
+    finally:
+        if side == "line":
+            await _stock_triggers(ctx, on=False)

@@ -375,6 +375,7 @@ $$;
 CREATE FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $_$
 DECLARE
     jt broseph.job_types := broseph.checked_arguments(job_type, idempotency_key, run_at, priority,
@@ -427,6 +428,7 @@ $$;
 CREATE FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
     AS $_$
 DECLARE
     jt broseph.job_types := broseph.checked_arguments(job_type, NULL, run_at, priority, source,
@@ -801,10 +803,18 @@ $$;
 CREATE FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET jit TO 'off'
     AS $$
 DECLARE
     inserted_count integer;
     job_seq regclass := pg_get_serial_sequence('public.procrastinate_jobs', 'id')::regclass;
+    v_max_attempts integer := coalesce((p_retry ->> 'max_attempts')::integer, jt.max_attempts);
+    extra jsonb := CASE WHEN p_retry IS NULL THEN '{}'::jsonb
+                        ELSE jsonb_build_object('_retry', p_retry) END;
+    cf text[] := jt.coalesce_fields;
+    lf text[] := jt.lock_fields;
+    n_coalesce integer := coalesce(cardinality(jt.coalesce_fields), 0);
+    n_lock integer := coalesce(cardinality(jt.lock_fields), 0);
 BEGIN
     WITH input AS (
         SELECT u.p, u.k, u.rid
@@ -818,11 +828,17 @@ BEGIN
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
              procrastinate_job_id)
         SELECT input.rid, jt.name, input.p, input.k,
-               CASE WHEN jt.coalesce_fields IS NOT NULL
-                    THEN broseph.field_key(jt.name, jt.coalesce_fields, input.p) END,
-               p_source,
-               coalesce((p_retry ->> 'max_attempts')::integer, jt.max_attempts),
-               nextval(job_seq)
+               CASE n_coalesce
+                   WHEN 0 THEN NULL
+                   WHEN 1 THEN jt.name || ':' || coalesce(input.p ->> cf[1], '')
+                   WHEN 2 THEN jt.name || ':' || coalesce(input.p ->> cf[1], '')
+                               || ':' || coalesce(input.p ->> cf[2], '')
+                   WHEN 3 THEN jt.name || ':' || coalesce(input.p ->> cf[1], '')
+                               || ':' || coalesce(input.p ->> cf[2], '')
+                               || ':' || coalesce(input.p ->> cf[3], '')
+                   ELSE broseph.field_key(jt.name, cf, input.p)
+               END,
+               p_source, v_max_attempts, nextval(job_seq)
           FROM input
         ON CONFLICT DO NOTHING
         RETURNING r.id, r.params, r.procrastinate_job_id
@@ -830,11 +846,17 @@ BEGIN
         INSERT INTO public.procrastinate_jobs
             (id, queue_name, task_name, priority, lock, args, scheduled_at)
         SELECT inserted.procrastinate_job_id, jt.queue, jt.task_name, p_priority,
-               CASE WHEN jt.lock_fields IS NOT NULL
-                    THEN broseph.field_key(jt.name, jt.lock_fields, inserted.params) END,
-               inserted.params || jsonb_build_object('record_id', inserted.id)
-                   || CASE WHEN p_retry IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('_retry', p_retry) END,
+               CASE n_lock
+                   WHEN 0 THEN NULL
+                   WHEN 1 THEN jt.name || ':' || coalesce(inserted.params ->> lf[1], '')
+                   WHEN 2 THEN jt.name || ':' || coalesce(inserted.params ->> lf[1], '')
+                               || ':' || coalesce(inserted.params ->> lf[2], '')
+                   WHEN 3 THEN jt.name || ':' || coalesce(inserted.params ->> lf[1], '')
+                               || ':' || coalesce(inserted.params ->> lf[2], '')
+                               || ':' || coalesce(inserted.params ->> lf[3], '')
+                   ELSE broseph.field_key(jt.name, lf, inserted.params)
+               END,
+               inserted.params || jsonb_build_object('record_id', inserted.id) || extra,
                p_run_at
           FROM inserted
         RETURNING 1
@@ -1102,6 +1124,90 @@ $$;
 --
 
 CREATE FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET jit TO 'off'
+    AS $_$
+BEGIN
+    RETURN (
+    WITH RECURSIVE objects (path, spec) AS (
+        SELECT ARRAY[]::text[], p_spec
+        UNION ALL
+        SELECT o.path || s.k, s.f -> 'fields'
+          FROM objects o, jsonb_each(o.spec) AS s (k, f)
+         WHERE s.f ->> 'type' = 'object'
+    ), rules AS MATERIALIZED (
+        SELECT o.path, ARRAY(SELECT jsonb_object_keys(o.spec)) AS keys, NULL::text AS name,
+               NULL::jsonb AS f, NULL::text AS kind, NULL::text AS value, NULL::text[] AS need
+          FROM objects o
+        UNION ALL
+        SELECT o.path, NULL, s.k, s.f, s.f ->> 'type', NULL, NULL
+          FROM objects o, jsonb_each(o.spec) AS s (k, f)
+        UNION ALL
+        SELECT o.path, NULL, s.k, NULL, 'requires', c.value_name, string_to_array(n.need, '.')
+          FROM objects o, jsonb_each(o.spec) AS s (k, f),
+               jsonb_each(s.f -> 'requires') AS c (value_name, paths),
+               jsonb_array_elements_text(c.paths) AS n (need)
+         WHERE s.f ? 'requires'
+    )
+    SELECT coalesce(max(coalesce(
+               CASE
+                   WHEN r.kind = 'requires' THEN
+                       CASE WHEN jsonb_typeof(x.obj) IS DISTINCT FROM 'object' THEN 0
+                            WHEN (y.v #>> '{}') IS DISTINCT FROM r.value THEN 0
+                            WHEN coalesce(jsonb_typeof(x.obj #> r.need), 'null') <> 'null' THEN 0
+                            ELSE 2 END
+                   WHEN r.name IS NULL THEN
+                       CASE WHEN cardinality(r.path) = 0 THEN
+                                CASE WHEN jsonb_typeof(p) = 'object' AND p - r.keys = '{}'::jsonb
+                                     THEN 0 ELSE 2 END
+                            WHEN jsonb_typeof(x.obj) = 'object' THEN
+                                CASE WHEN x.obj - r.keys = '{}'::jsonb THEN 0 ELSE 2 END
+                            ELSE 0 END
+                   WHEN jsonb_typeof(x.obj) IS DISTINCT FROM 'object' THEN 0
+                   WHEN y.v IS NULL THEN
+                       CASE WHEN coalesce((r.f ->> 'required')::boolean, true) THEN 2 ELSE 0 END
+                   WHEN jsonb_typeof(y.v) = 'null' THEN
+                       CASE WHEN coalesce((r.f ->> 'required')::boolean, true) THEN 2 ELSE 1 END
+                   WHEN r.kind = 'object' THEN
+                       CASE WHEN jsonb_typeof(y.v) = 'object' THEN 0 ELSE 2 END
+                   WHEN r.kind = 'integer' THEN
+                       CASE WHEN jsonb_typeof(y.v) = 'number' AND (y.v #>> '{}') ~ '^-?[0-9]+$'
+                            THEN 0 ELSE 2 END
+                   WHEN jsonb_typeof(y.v) <> 'string' THEN 2
+                   WHEN r.kind = 'uuid' THEN
+                       CASE WHEN (y.v #>> '{}')::uuid::text = (y.v #>> '{}') THEN 0
+                            WHEN (y.v #>> '{}') ~ ('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}'
+                                                   '-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+                            THEN 1 ELSE 2 END
+                   WHEN r.kind = 'date' THEN
+                       CASE WHEN length(y.v #>> '{}') = 10
+                                 AND to_char((y.v #>> '{}')::date, 'YYYY-MM-DD') = (y.v #>> '{}')
+                            THEN 0 ELSE 2 END
+                   WHEN r.kind = 'enum' THEN
+                       CASE WHEN (r.f -> 'values') ? (y.v #>> '{}') THEN 0 ELSE 2 END
+                   WHEN r.kind = 'text' THEN
+                       CASE WHEN length(y.v #>> '{}') <= coalesce((r.f ->> 'max_length')::integer,
+                                 (broseph.enqueue_limits() ->> 'text_max_length')::integer)
+                            THEN 0 ELSE 2 END
+                   ELSE 0
+               END, 2)), 0)
+      FROM unnest(p_params) AS p
+     CROSS JOIN rules r
+     CROSS JOIN LATERAL (SELECT p #> r.path AS obj) x
+     CROSS JOIN LATERAL (SELECT x.obj -> r.name AS v) y
+    );
+EXCEPTION WHEN data_exception THEN
+    -- A value that is not a UUID or a date at all: 0015's query says which answer it gets.
+    RETURN broseph.params_screen_exact(p_spec, p_params);
+END;
+$_$;
+
+--
+-- Name: params_screen_exact(jsonb, jsonb[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
@@ -1173,6 +1279,39 @@ CREATE FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) RETURNS in
      CROSS JOIN LATERAL (SELECT p #> r.path AS obj) x
      CROSS JOIN LATERAL (SELECT x.obj -> r.name AS v) y
 $_$;
+
+--
+-- Name: FUNCTION params_screen_exact(p_spec jsonb, p_params jsonb[]); Type: COMMENT; Schema: broseph; Owner: -
+--
+
+COMMENT ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) IS 'migrations/0015''s params_screen, rule by rule: broseph.params_screen''s answer when a value of the batch does not cast';
+
+--
+-- Name: queue_rows_inserted(); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.queue_rows_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- What procrastinate_trigger_function_status_events_insert_v1 writes, per 'todo' row.
+    INSERT INTO public.procrastinate_events (job_id, type)
+    SELECT n.id, 'deferred'::public.procrastinate_job_event_type
+      FROM inserted_jobs n
+     WHERE n.status = 'todo'::public.procrastinate_job_status;
+    -- What procrastinate_notify_queue_job_inserted_v1 sends, once per queue instead of per job.
+    PERFORM pg_notify(c.channel, q.payload)
+       FROM (SELECT n.queue_name,
+                    json_build_object('type', 'job_inserted', 'job_id', min(n.id))::text AS payload
+               FROM inserted_jobs n
+              WHERE n.status = 'todo'::public.procrastinate_job_status
+              GROUP BY n.queue_name) AS q
+      CROSS JOIN LATERAL (VALUES ('procrastinate_queue_v1#' || q.queue_name),
+                                 ('procrastinate_any_queue_v1')) AS c (channel);
+    RETURN NULL;
+END;
+$$;
 
 --
 -- Name: raise_with_column(text, text, text, text); Type: FUNCTION; Schema: broseph; Owner: -
@@ -2965,6 +3104,12 @@ CREATE TRIGGER broseph_messages_notify AFTER INSERT ON public.messages REFERENCI
 CREATE TRIGGER broseph_prompts_notify AFTER INSERT ON public.prompts REFERENCING NEW TABLE AS new_prompts FOR EACH STATEMENT EXECUTE FUNCTION broseph.notify_new_prompts();
 
 --
+-- Name: procrastinate_jobs broseph_queue_rows_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER broseph_queue_rows_inserted AFTER INSERT ON public.procrastinate_jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION broseph.queue_rows_inserted();
+
+--
 -- Name: device_tokens broseph_server_timestamps; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3019,12 +3164,6 @@ CREATE TRIGGER broseph_sync_job_record_update AFTER UPDATE OF status ON public.p
 CREATE TRIGGER procrastinate_jobs_notify_queue_job_aborted_v1 AFTER UPDATE OF abort_requested ON public.procrastinate_jobs FOR EACH ROW WHEN (((old.abort_requested = false) AND (new.abort_requested = true) AND (new.status = 'doing'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_notify_queue_abort_job_v1();
 
 --
--- Name: procrastinate_jobs procrastinate_jobs_notify_queue_job_inserted_v1; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_notify_queue_job_inserted_v1();
-
---
 -- Name: procrastinate_jobs procrastinate_trigger_abort_requested_events_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3041,12 +3180,6 @@ CREATE TRIGGER procrastinate_trigger_delete_jobs_v1 BEFORE DELETE ON public.proc
 --
 
 CREATE TRIGGER procrastinate_trigger_scheduled_events_v1 AFTER INSERT OR UPDATE ON public.procrastinate_jobs FOR EACH ROW WHEN (((new.scheduled_at IS NOT NULL) AND (new.status = 'todo'::public.procrastinate_job_status))) EXECUTE FUNCTION public.procrastinate_trigger_function_scheduled_events_v1();
-
---
--- Name: procrastinate_jobs procrastinate_trigger_status_events_insert_v1; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER procrastinate_trigger_status_events_insert_v1 AFTER INSERT ON public.procrastinate_jobs FOR EACH ROW WHEN ((new.status = 'todo'::public.procrastinate_job_status)) EXECUTE FUNCTION public.procrastinate_trigger_function_status_events_insert_v1();
 
 --
 -- Name: procrastinate_jobs procrastinate_trigger_status_events_update_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -3611,6 +3744,20 @@ GRANT ALL ON FUNCTION broseph.on_messages_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) TO service_role;
+
+--
+-- Name: FUNCTION params_screen_exact(p_spec jsonb, p_params jsonb[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) TO service_role;
+
+--
+-- Name: FUNCTION queue_rows_inserted(); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.queue_rows_inserted() FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.queue_rows_inserted() TO service_role;
 
 --
 -- Name: FUNCTION raise_with_column(p_message text, p_detail text, p_hint text, p_column text); Type: ACL; Schema: broseph; Owner: -

@@ -345,6 +345,49 @@ def test_params_screen_never_passes_what_checked_params_refuses(
         assert (screened[0] == 1) == changed, (spec_name, value)
 
 
+# migrations/0029: the screen first tries the whole batch with casts (uuid, date), and answers
+# with 0015's rule-by-rule query (params_screen_exact) when a value does not cast. Batches mix
+# valid, non-canonical and invalid rows: both must give the same answer for every batch.
+_CANONICAL = {
+    "group_id": "6f1c1c8e-2b7a-4f0e-9a51-0c3c2d1e4f5a",
+    "local_date": "2026-03-01",
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    spec_name=st.sampled_from(sorted(_SPECS)),
+    batch=st.lists(st.one_of(st.just(_CANONICAL), _VALUES), min_size=1, max_size=20),
+)
+def test_the_cast_screen_answers_as_the_rule_by_rule_screen_for_whole_batches(
+    screen_db: psycopg.Connection[Any], spec_name: str, batch: list[Any]
+) -> None:
+    spec = Jsonb(_SPECS[spec_name])
+    values = [Jsonb(v) for v in batch]
+    fast, exact = screen_db.execute(
+        "SELECT broseph.params_screen(%s, %s::jsonb[]),"
+        " broseph.params_screen_exact(%s, %s::jsonb[])",
+        (spec, values, spec, values),
+    ).fetchone() or (None, None)
+    assert fast == exact, (spec_name, batch)
+
+
+def test_the_cast_screen_passes_canonical_batches_whatever_the_date_style(
+    screen_db: psycopg.Connection[Any],
+) -> None:
+    spec = Jsonb(_SPECS["flat"])
+    batch = [Jsonb(_CANONICAL)] * 20
+    for style in ("ISO, MDY", "SQL, DMY", "German", "Postgres, YMD"):
+        screen_db.execute(f"SET DateStyle = '{style}'")
+        for bad, answer in [(None, 0), ("2026-02-29", 2), ("10000-01-01", 2), ("0999-12-31", 0)]:
+            rows = batch if bad is None else [*batch, Jsonb({**_CANONICAL, "local_date": bad})]
+            got = screen_db.execute(
+                "SELECT broseph.params_screen(%s, %s::jsonb[])", (spec, rows)
+            ).fetchone()
+            assert got == (answer,), (style, bad)
+    screen_db.execute("RESET DateStyle")
+
+
 @pytest.fixture(scope="module")
 def screen_db(admin_url: str, template_db: str) -> Iterator[psycopg.Connection[Any]]:
     from tests import pg

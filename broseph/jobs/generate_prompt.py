@@ -45,6 +45,7 @@ from broseph.services import Services
 from broseph.settings import Settings
 
 ACTIVITY_DAYS = 7
+MAX_UUID = 2**128 - 1
 
 
 class GeneratePrompt(JobPayload):
@@ -228,23 +229,49 @@ async def _store(
 async def fan_out(services: Services, timestamp: int) -> int:
     """
     Enqueue GeneratePrompt for every group due at the tick; returns how many jobs it sent.
-
-    Each chunk of FANOUT_CHUNK_SIZE groups is its own transaction: a crash halfway leaves the
-    committed chunks' jobs in place and the next tick finds the rest. Two workers ticking at
-    once, or a re-run of a tick, send the same keys, which add no job (enqueue takes the keys
-    in sorted order, so two overlapping batches wait on each other rather than deadlock).
     """
-    now = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    settings = services.settings
     async with services.pool.connection() as conn:
+        return await fan_out_on(
+            conn,
+            datetime.datetime.fromtimestamp(timestamp, datetime.UTC),
+            hour=services.settings.prompt_hour,
+            chunk_size=services.settings.fanout_chunk_size,
+        )
+
+
+async def fan_out_on(
+    conn: psycopg.AsyncConnection[Any], now: datetime.datetime, *, hour: int, chunk_size: int
+) -> int:
+    """
+    The fan-out on one connection, a statement per chunk of `chunk_size` groups (in id order):
+    which of them are due, their payloads and keys, and the enqueue happen inside Postgres (query
+    prompt_fanout), so no group list makes a round trip through Python.
+
+    Each chunk is its own transaction: a crash halfway leaves the committed chunks' jobs in place
+    and the next tick finds the rest. Two workers ticking at once, or a re-run of a tick, send the
+    same keys, which add no job (enqueue takes the keys in sorted order, so two overlapping
+    batches wait on each other rather than deadlock).
+    """
+    total = 0
+    start = uuid.UUID(int=0)
+    while True:
         async with conn.transaction():
-            due = {"now": now, "hour": settings.prompt_hour}
-            targets = [
-                GeneratePrompt(group_id=row["group_id"], local_date=row["local_date"])
-                for row in await sql.rows(conn, "prompt_fanout_targets", due)
-            ]
-        await _enqueue_chunks(conn, targets, settings.fanout_chunk_size)
-    return len(targets)
+            chunk = await sql.one(
+                conn,
+                "prompt_fanout",
+                {
+                    "now": now,
+                    "hour": hour,
+                    "from": start,
+                    "limit": chunk_size,
+                    "job_type": GeneratePrompt.job_type,
+                },
+            )
+        total += int(chunk["found"])
+        last: uuid.UUID | None = chunk["last"]
+        if chunk["scanned"] < chunk_size or last is None or last.int == MAX_UUID:
+            return total
+        start = uuid.UUID(int=last.int + 1)
 
 
 async def enqueue_today(
@@ -261,21 +288,6 @@ async def enqueue_today(
     ]
     keys = [idempotency.prompt(p.group_id, _date(p)) for p in payloads]
     return await enqueue.enqueue_many(conn, payloads, idempotency_keys=keys, source=source)
-
-
-async def _enqueue_chunks(
-    conn: psycopg.AsyncConnection[Any], targets: list[GeneratePrompt], chunk_size: int
-) -> None:
-    for start in range(0, len(targets), chunk_size):
-        chunk = targets[start : start + chunk_size]
-        async with conn.transaction():
-            await enqueue.enqueue_many(
-                conn,
-                chunk,
-                idempotency_keys=[idempotency.prompt(p.group_id, _date(p)) for p in chunk],
-                source="schedule",
-                chunk_size=chunk_size,
-            )
 
 
 def _date(payload: GeneratePrompt) -> datetime.date:

@@ -79,6 +79,21 @@ SELECT 'trigger ' || t || ' on procrastinate_jobs is missing or disabled: job re
                     WHERE tr.tgrelid = to_regclass('public.procrastinate_jobs')
                       AND tr.tgname = t AND tr.tgenabled <> 'D')
 UNION ALL
+SELECT 'trigger broseph_queue_rows_inserted on procrastinate_jobs (migrations/0028) is missing or'
+       ' disabled: new jobs neither wake workers nor record their events (run broseph migrate)'
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tr
+                    WHERE tr.tgrelid = to_regclass('public.procrastinate_jobs')
+                      AND tr.tgname = 'broseph_queue_rows_inserted' AND tr.tgenabled <> 'D')
+UNION ALL
+SELECT 'procrastinate''s per-row insert trigger ' || tr.tgname || ' is back on procrastinate_jobs'
+       ' (a procrastinate upgrade re-created it; migrations/0028 replaced it): every job pays it'
+       ' again, twice with broseph_queue_rows_inserted (run broseph migrate)'
+  FROM pg_catalog.pg_trigger tr
+ WHERE tr.tgrelid = to_regclass('public.procrastinate_jobs') AND NOT tr.tgisinternal
+   AND tr.tgfoid IN (
+       to_regprocedure('public.procrastinate_notify_queue_job_inserted_v1()'),
+       to_regprocedure('public.procrastinate_trigger_function_status_events_insert_v1()'))
+UNION ALL
 SELECT 'index procrastinate_jobs_waiting_lock_idx (migrations/0012) is missing (run broseph migrate)'
  WHERE to_regclass('public.procrastinate_jobs_waiting_lock_idx') IS NULL
 UNION ALL

@@ -90,6 +90,55 @@ SELECT g.id AS group_id, d.local_date
                   = 'prompt:' || g.id::text || ':' || to_char(d.local_date, 'YYYY-MM-DD'))
  ORDER BY g.id;
 
+-- name: prompt_fanout
+-- The daily fan-out, one chunk per call, all in Postgres: the next %(limit)s active groups in id
+-- order from %(from)s on (inclusive); of them, those prompt_fanout_targets would list are
+-- enqueued as GeneratePrompt with their idempotency keys by ONE broseph.enqueue_many call — no
+-- group id travels to the worker and back. Returns how many groups the chunk read (fewer than
+-- %(limit)s: it was the last), the last of them (the next call starts after it) and how many
+-- were due and enqueued. The chunk is taken by the groups' primary key alone, so each call reads
+-- only its own groups (filtering first would make the planner sort every remaining group per
+-- chunk); the chunk's time zones are resolved once each (MATERIALIZED: broseph.usable_time_zone
+-- is far too slow to run per group). The payload is GeneratePrompt.to_params() (a uuid and a
+-- date as JSON strings); the key format must match broseph.idempotency.prompt().
+WITH chunk AS MATERIALIZED (
+    SELECT g.id, coalesce(g.time_zone, '') AS time_zone
+      FROM public.groups g
+     WHERE g.active AND g.id >= %(from)s::uuid
+     ORDER BY g.id
+     LIMIT %(limit)s
+), due AS MATERIALIZED (
+    SELECT z.time_zone, z.local_now::date AS local_date
+      FROM (SELECT zones.time_zone,
+                   %(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(zones.time_zone)
+                       AS local_now
+              FROM (SELECT DISTINCT chunk.time_zone FROM chunk) AS zones) AS z
+     WHERE z.local_now::time >= make_time(%(hour)s, 0, 0)
+), targets AS MATERIALIZED (
+    SELECT c.id, d.local_date
+      FROM chunk c
+      JOIN due d ON d.time_zone = c.time_zone
+     WHERE NOT EXISTS (
+               SELECT 1 FROM public.prompts p
+                WHERE p.group_id = c.id AND p.local_date = d.local_date)
+       AND NOT EXISTS (
+               SELECT 1 FROM broseph.job_records r
+                WHERE r.idempotency_key
+                      = 'prompt:' || c.id::text || ':' || to_char(d.local_date, 'YYYY-MM-DD'))
+)
+SELECT (SELECT count(*) FROM chunk)::int AS scanned,
+       (SELECT c.id FROM chunk c ORDER BY c.id DESC LIMIT 1) AS last,
+       count(*)::int AS found,
+       CASE WHEN count(*) > 0 THEN cardinality(broseph.enqueue_many(
+           %(job_type)s,
+           array_agg(jsonb_build_object('group_id', t.id, 'local_date', t.local_date)
+                     ORDER BY t.id),
+           array_agg('prompt:' || t.id::text || ':' || to_char(t.local_date, 'YYYY-MM-DD')
+                     ORDER BY t.id),
+           source => 'schedule'))
+       ELSE 0 END AS enqueued
+  FROM targets t;
+
 -- name: local_today
 -- Each named group's local date now (for "generate today's prompt" outside the schedule), in the
 -- order given; unknown ids are left out.

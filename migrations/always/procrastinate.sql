@@ -11,7 +11,7 @@
 -- worker refuses to start, and `broseph health` reports, while one is missing
 -- (broseph/queries/procrastinate.sql, procrastinate_dependents). Grants: always/lockdown.sql.
 --
--- The definitions are those of migrations/0003 and 0012, word for word; tests/
+-- The definitions are those of migrations/0003, 0012 and 0028, word for word; tests/
 -- test_procrastinate_upgrade.py checks that what this file re-creates equals what they created.
 -- Each repair is reported by `broseph migrate` (a NOTICE starting "restored:").
 
@@ -23,6 +23,7 @@ DECLARE
     fetch_v2 regprocedure :=
         to_regprocedure('public.procrastinate_fetch_job_v2(character varying[], bigint)');
     jobs regclass := to_regclass('public.procrastinate_jobs');
+    stock name;
 BEGIN
     IF jobs IS NULL THEN
         RETURN;  -- no procrastinate schema: nothing of ours is on it yet
@@ -65,6 +66,35 @@ BEGIN
         ALTER TABLE public.procrastinate_jobs ENABLE TRIGGER broseph_sync_job_record_update;
         ALTER TABLE public.procrastinate_jobs ENABLE TRIGGER broseph_sync_job_record_delete;
         RAISE NOTICE 'restored: broseph''s triggers on procrastinate_jobs were disabled; enabled';
+    END IF;
+    -- migrations/0028: procrastinate's per-row INSERT triggers, replaced by one statement-level
+    -- trigger. An upgrade that re-creates an original (under any name: found by its function)
+    -- would make every job send its notifications and events twice, or, with ours gone, once
+    -- per row again: drop the originals, put ours back.
+    FOR stock IN
+        SELECT t.tgname FROM pg_trigger t
+         WHERE t.tgrelid = jobs AND NOT t.tgisinternal
+           AND t.tgfoid IN (
+               to_regprocedure('public.procrastinate_notify_queue_job_inserted_v1()'),
+               to_regprocedure('public.procrastinate_trigger_function_status_events_insert_v1()'))
+         ORDER BY t.tgname
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON public.procrastinate_jobs', stock);
+        RAISE NOTICE 'restored: procrastinate''s per-row insert trigger % dropped again (a procrastinate upgrade had re-created it; migrations/0028 replaces it)', stock;
+    END LOOP;
+    IF NOT EXISTS (SELECT FROM pg_trigger
+                    WHERE tgrelid = jobs AND tgname = 'broseph_queue_rows_inserted') THEN
+        CREATE TRIGGER broseph_queue_rows_inserted
+            AFTER INSERT ON public.procrastinate_jobs
+            REFERENCING NEW TABLE AS inserted_jobs
+            FOR EACH STATEMENT
+            EXECUTE FUNCTION broseph.queue_rows_inserted();
+        RAISE NOTICE 'restored: trigger broseph_queue_rows_inserted of migrations/0028';
+    ELSIF EXISTS (SELECT FROM pg_trigger
+                   WHERE tgrelid = jobs AND tgname = 'broseph_queue_rows_inserted'
+                     AND tgenabled = 'D') THEN
+        ALTER TABLE public.procrastinate_jobs ENABLE TRIGGER broseph_queue_rows_inserted;
+        RAISE NOTICE 'restored: trigger broseph_queue_rows_inserted was disabled; enabled';
     END IF;
 END;
 $$;
