@@ -116,7 +116,7 @@ def stop() -> None:
     sdk.get_client().close(timeout=FLUSH_SECONDS)
     # Back to no client, as before `start`: the process may go on (a worker embedded in a
     # program, or the next one started in it).
-    sdk.get_global_scope().set_client(None)
+    sdk.Scope.get_global_scope().set_client(None)
 
 
 def final_failure(
