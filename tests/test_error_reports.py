@@ -22,6 +22,7 @@ from broseph.problems import Problem
 from broseph.settings import Settings
 from tests import factories, testing_jobs
 from tests.conftest import wait_until
+from tests.secrets_support import command, env, error_lines, run
 from tests.standins.sentry_server import SentryStandIn
 
 # What the leaking job below puts in its error: none of it may reach Sentry.
@@ -312,3 +313,24 @@ def test_a_malformed_dsn_is_a_problem_that_does_not_show_it() -> None:
     assert str(caught.value).startswith("SENTRY_DSN is not a Sentry DSN — ")
     assert "keep-me-secret" not in str(caught.value)
     assert not sentry_sdk.get_client().is_active()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        command("broseph", "worker"),
+        command("procrastinate", "--app", "broseph.worker.app", "worker"),
+    ],
+    ids=["broseph worker", "procrastinate worker"],
+)
+def test_a_worker_with_a_malformed_dsn_refuses_to_start_in_one_line(
+    db_url: str, words: list[str]
+) -> None:
+    environment = env(DATABASE_URL=db_url, SENTRY_DSN="https://sentry.example/1?k=keep-me-secret")
+    result = run(words, environment, timeout=60)
+    output = result.stdout + result.stderr
+    assert "keep-me-secret" not in output and "Traceback" not in output
+    (line,) = error_lines(result.stderr)
+    assert "SENTRY_DSN is not a Sentry DSN — copy it from" in line
+    # broseph's CLI: `error: …` and exit 2 (fix the configuration); procrastinate's exits 1.
+    assert result.returncode == (2 if words[0].endswith("broseph") else 1), output
