@@ -1,10 +1,11 @@
 """
 A stand-in for Sentry's ingestion endpoint, good enough for the real `sentry_sdk` to send to.
 
-`with SentryStandIn() as server:` then SENTRY_DSN=`server.dsn`. It accepts the SDK's envelope POSTs
-(`/api/<project>/envelope/`, gzip-compressed or not), decodes each envelope into its items and
-records them: `server.events` (errors), `server.check_ins` (cron check-ins), and every decoded body
-as text in `server.bodies`, for tests that must show a string never left the process.
+`with SentryStandIn() as server:` then SENTRY_DSN=`server.dsn`. It accepts the SDK's envelope
+POSTs (`/api/<project>/envelope/`, gzip- or brotli-compressed or not), decodes each envelope into
+its items and records them: `server.events` (errors), `server.check_ins` (cron check-ins), and
+every decoded body as text in `server.bodies`, for tests that must show a string never left the
+process.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ class SentryStandIn:
         encoding = headers.get("Content-Encoding", "")
         if encoding == "gzip":
             body = gzip.decompress(body)
+        elif encoding == "br":  # the SDK's choice where the brotli package is importable
+            import brotli  # type: ignore[import-not-found]
+
+            body = brotli.decompress(body)
         elif encoding:
             self.errors.append(f"unsupported Content-Encoding {encoding}")
             return 415
