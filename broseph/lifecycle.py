@@ -24,7 +24,7 @@ from procrastinate.retry import RetryDecision
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from broseph import engine, metrics, records, services
+from broseph import engine, error_reports, metrics, records, services
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import JobRun, JobType
 from broseph.logs import scrub
@@ -174,6 +174,8 @@ async def _failed(
             log.warning("job_error_not_recorded", error=scrub(str(note_exc))[:500])
     elapsed = time.perf_counter() - started
     outcome = "retrying" if decision else ("cancelled" if aborted else "failed")
+    if outcome == "failed":  # the job's last attempt: reported once (SENTRY_DSN)
+        error_reports.final_failure(job_type.name, record_id, context.job, exc)
     metrics.JOBS.labels(job_type.name, outcome).inc()
     metrics.JOB_DURATION.labels(job_type.name).observe(elapsed)
     log.warning(

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # How long a worker waits for a lost database before it exits non-zero (for its supervisor).
     db_outage_timeout: float = Field(default=300.0, gt=0)
 
+    # --- error reporting (optional: pip install 'broseph[sentry]'; broseph/error_reports.py) -
+    # Secret (it carries the project's key). Unset: nothing is imported or sent.
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str | None = None
+    # None: broseph@<installed version>.
+    sentry_release: str | None = None
+
     # --- dashboard (optional: pip install 'broseph[dashboard]') ---------------------------
     dashboard_user: str | None = None
     dashboard_password: SecretStr | None = None

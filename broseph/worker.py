@@ -19,7 +19,7 @@ import psycopg_pool
 import pydantic
 from procrastinate import job_context
 
-from broseph import engine, jobs, lifecycle, problems, services
+from broseph import engine, error_reports, jobs, lifecycle, problems, services
 from broseph.db import connection_kwargs
 from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
@@ -117,12 +117,17 @@ def create_app(
 
 
 def _register_periodic(app: procrastinate.App, settings: Settings, periodic: Periodic) -> None:
+    cron = periodic.cron(settings)
+
     async def task(context: job_context.JobContext, timestamp: int) -> None:
-        await periodic.run(services.for_app(context.app), timestamp)
+        # With SENTRY_DSN, a Sentry cron monitor on the same schedule: a tick that never runs is
+        # a missed check-in (an alert), one that raises an `error` check-in.
+        with error_reports.check_ins(periodic.name, cron):
+            await periodic.run(services.for_app(context.app), timestamp)
 
     task.__name__ = task.__qualname__ = periodic.name
     registered = app.task(name=periodic.name, queue=periodic.queue, pass_context=True)(task)
-    app.periodic(cron=periodic.cron(settings), periodic_id=periodic.name)(registered)
+    app.periodic(cron=cron, periodic_id=periodic.name)(registered)
 
 
 def _operators_app() -> procrastinate.App:

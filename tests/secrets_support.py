@@ -105,7 +105,16 @@ def env(**values: str | None) -> dict[str, str]:
 
 
 _SETTINGS_TO_CLEAR = frozenset(
-    {"DATABASE_URL", "OPENAI_API_KEY", "FIREBASE_CREDENTIALS_FILE", "LOG_FORMAT", "LOG_LEVEL"}
+    {
+        "DATABASE_URL",
+        "OPENAI_API_KEY",
+        "FIREBASE_CREDENTIALS_FILE",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+        "SENTRY_DSN",
+        "SENTRY_ENVIRONMENT",
+        "SENTRY_RELEASE",
+    }
 )
 
 

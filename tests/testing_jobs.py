@@ -56,7 +56,7 @@ async def install(
             job_type.name,
             job_type.name,
             job_type.queue,
-            Jsonb(field_spec(Probe)),
+            Jsonb(field_spec(job_type.payload)),
             job_type.max_attempts,
         ),
     )

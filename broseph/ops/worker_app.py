@@ -20,7 +20,7 @@ import psycopg
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import utils
 
-from broseph import jobs, logs, migrate, problems, services
+from broseph import error_reports, jobs, logs, migrate, problems, services
 from broseph.ops import metrics_server
 from broseph.ops.connector import DatabaseUnavailable
 from broseph.problems import FIX_CONFIG, Problem
@@ -47,10 +47,13 @@ class WorkerApp(procrastinate.App):
     async def run_worker_async(self, **kwargs: Any) -> None:
         failure: Problem | None = None
         built: services.Services | None = None
+        reporting = False
         try:
             options = {**self.worker_defaults, **kwargs}
             _refuse_deleting_jobs(options)
             await _require_migrated(self)
+            # SENTRY_DSN: final failures and periodic check-ins from here on (error_reports.py).
+            reporting = error_reports.start(self.settings)
             # Built from this app's settings, once, before any job: a broken FCM credentials
             # file stops the worker here instead of failing every job it would run (a worker
             # whose queues hold no job type that pushes does not need it at all).
@@ -58,12 +61,16 @@ class WorkerApp(procrastinate.App):
         except Problem as problem:
             failure = problem
         if failure is not None:
+            if reporting:
+                error_reports.stop()
             raise failure.alone()  # one line, even where procrastinate prints the whole chain
         try:
             await self._serve(**kwargs)
         finally:
             if built is not None:
                 await services.stop(self, built)
+            if reporting:
+                error_reports.stop()  # flushes: a final failure just before the stop is sent
         if getattr(self.connector, "gave_up", False):
             # procrastinate stops "cleanly" when a side task (heartbeat, LISTEN) fails; after a
             # long outage that must read as a failure, so the supervisor restarts the worker.
