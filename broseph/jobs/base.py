@@ -160,6 +160,15 @@ class JobType:
     # Outside services the handler uses ("push", "ai"): a worker whose queues hold no job type
     # using one neither checks nor builds it (broseph/services.py).
     uses: frozenset[str] = frozenset()
+    # What only the SQL face acts on; `broseph migrate` writes them, with the rest of the type,
+    # into its broseph.job_types row (broseph/jobs/registry.py) — no hand-written SQL copy.
+    description: str = ""
+    # A job enqueued while one with equal values of these fields is pending is absorbed by it
+    # (migrations/0004); the triggers delay such jobs by `coalesce_delay` so a burst lands in one.
+    coalesce_fields: tuple[str, ...] | None = None
+    coalesce_delay: datetime.timedelta | None = None
+    # Jobs with equal values of these fields never run at once (procrastinate's lock).
+    lock_fields: tuple[str, ...] | None = None
 
 
 # --- SQL field spec --------------------------------------------------------------------------
