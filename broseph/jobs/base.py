@@ -244,10 +244,13 @@ PeriodicFn = Callable[["Services", int], Awaitable[Any]]
 @dataclass(frozen=True)
 class Periodic:
     """
-    A periodic task: procrastinate defers it once per cron tick across all workers.
+    A periodic task: procrastinate defers it once per cron tick across all workers, and it runs
+    through the same lifecycle as a job (`broseph.lifecycle.register_periodic`).
     """
 
     name: str
     cron: Callable[[Any], str]  # settings → cron expression, so operators can tune it
     run: PeriodicFn
     queue: str = "periodic"
+    # procrastinate fetches by priority, highest first (the rescue tick jumps the queue).
+    priority: int = 0
