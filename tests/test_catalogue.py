@@ -16,8 +16,9 @@ from psycopg.types.json import Jsonb
 
 from broseph import jobs, migrate, sql
 from broseph.jobs import registry
-from broseph.jobs.base import JobPayload, JobRun, JobType, field_spec
+from broseph.jobs.base import JobPayload, JobRun, field_spec
 from broseph.retry import budget
+from tests import testing_jobs
 from tests.testing_jobs import Probe
 
 
@@ -26,12 +27,10 @@ async def _unused(run: JobRun, payload: Probe) -> None:
 
 
 # A job type only this module knows: no migration mentions it.
-FRESH = JobType(
+FRESH = dataclasses.replace(
+    testing_jobs.FAILING,
     name="TestFresh",
-    payload=Probe,
     handle=_unused,
-    queue="test",
-    max_attempts=3,
     description="a job type added in Python alone",
     lock_fields=("group_id",),
 )
