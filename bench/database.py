@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
 
 from broseph import migrate
-from broseph.jobs.base import JobType, field_spec
+from broseph.jobs import registry
+from broseph.jobs.base import JobType
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -147,15 +147,4 @@ class BenchDatabase:
         Put a bench-only job type into this database's registry (never the production one).
         """
         async with await self.connect(autocommit=True) as conn:
-            await conn.execute(
-                "INSERT INTO broseph.job_types (name, task_name, queue, fields, max_attempts,"
-                " description) VALUES (%s, %s, %s, %s, %s, 'bench only')"
-                " ON CONFLICT (name) DO NOTHING",
-                (
-                    job_type.name,
-                    job_type.name,
-                    job_type.queue,
-                    Jsonb(field_spec(job_type.payload)),
-                    job_type.max_attempts,
-                ),
-            )
+            await registry.write(conn, [job_type])

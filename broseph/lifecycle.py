@@ -1,5 +1,6 @@
 """
-The one job lifecycle every job type runs through.
+The one job lifecycle every job type runs through — and every periodic task, in its short form
+(`register_periodic`: no record, no params, the same log events and metrics).
 
     load the record → validate its params → run the handler with a progress reporter → done
 
@@ -26,9 +27,10 @@ from pydantic import ValidationError
 
 from broseph import engine, error_reports, metrics, records, services
 from broseph.errors import PermanentJobError
-from broseph.jobs.base import JobRun, JobType
+from broseph.jobs.base import JobRun, JobType, Periodic
 from broseph.logs import scrub
 from broseph.retry import JobRetry, budget
+from broseph.settings import Settings
 
 logger = structlog.get_logger("broseph.job")
 
@@ -205,3 +207,67 @@ def _retry_seconds(decision: RetryDecision | None) -> float | None:
         return None
     delta = decision.retry_at - datetime.datetime.now(datetime.UTC)
     return round(max(delta.total_seconds(), 0.0), 1)
+
+
+def register_periodic(
+    app: procrastinate.App, settings: Settings, periodic: Periodic, *, schedule: bool = True
+) -> None:
+    """
+    Register one periodic task (the catalogue's and the operations ticks alike) and, unless
+    `schedule` is False, its cron tick. A tick is not retried: the next one comes.
+    """
+
+    cron = periodic.cron(settings)
+
+    async def task(context: job_context.JobContext, timestamp: int) -> Any:
+        if not periodic.monitored:
+            return await run_periodic(periodic, context, timestamp)
+        # With SENTRY_DSN, check-ins on the tick's own schedule: a tick that never runs is a
+        # missed check-in (an alert), one that raises an `error` check-in.
+        with error_reports.check_ins(periodic.name, cron):
+            return await run_periodic(periodic, context, timestamp)
+
+    task.__name__ = task.__qualname__ = periodic.name
+    registered = app.task(
+        name=periodic.name, queue=periodic.queue, pass_context=True, priority=periodic.priority
+    )(task)
+    if schedule:
+        app.periodic(cron=cron, periodic_id=periodic.name)(registered)
+
+
+async def run_periodic(periodic: Periodic, context: job_context.JobContext, timestamp: int) -> Any:
+    """
+    One tick: `job_start`, then `job_complete` or `job_failed`, and the job metrics, labelled
+    with the task's name.
+    """
+    log = logger.bind(
+        job_type=periodic.name, job_id=context.job.id, attempt=context.job.attempts + 1
+    )
+    started = time.perf_counter()
+    log.info("job_start", source="periodic", timestamp=timestamp)
+    try:
+        result = await periodic.run(services.for_app(context.app), timestamp)
+    except BaseException as exc:
+        failure = _as_abort(exc, context)
+        aborted = isinstance(failure, exceptions.JobAborted)
+        elapsed = _observe(periodic.name, "cancelled" if aborted else "failed", started)
+        log.warning(
+            "job_failed",
+            error=describe(failure),
+            retrying=False,
+            aborted=aborted,
+            duration_ms=round(elapsed * 1000, 1),
+        )
+        if failure is exc:
+            raise
+        raise failure from None
+    elapsed = _observe(periodic.name, "completed", started)
+    log.info("job_complete", duration_ms=round(elapsed * 1000, 1))
+    return result
+
+
+def _observe(name: str, outcome: str, started: float) -> float:
+    elapsed = time.perf_counter() - started
+    metrics.JOBS.labels(name, outcome).inc()
+    metrics.JOB_DURATION.labels(name).observe(elapsed)
+    return elapsed

@@ -1,9 +1,11 @@
 """
 `broseph migrate`: procrastinate's schema — installed when absent, else brought to the installed
 procrastinate's version by its own packaged upgrade files (broseph/procrastinate_schema.py) —
-then our ordered SQL files, then the always-run files (`migrations/always/`: what we put on
-procrastinate's objects, put back after an upgrade; the lock-down of the queue and of broseph's
-internals). Nothing is applied for a procrastinate the seam refuses (broseph/engine.py).
+then our ordered SQL files, then the job types' registry rows written from the Python catalogue
+(broseph/jobs/registry.py: the one definition of a job type), then the always-run files
+(`migrations/always/`: what we put on procrastinate's objects, put back after an upgrade; the
+lock-down of the queue and of broseph's internals). Nothing is applied for a procrastinate the
+seam refuses (broseph/engine.py).
 
 Applied files are recorded with a SHA-256 checksum; a changed applied file is refused. A session
 advisory lock makes two concurrent runs (two pods starting at once) apply each file exactly once.
@@ -20,7 +22,7 @@ every column, index, trigger or policy a migration adds to an app table.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,7 +30,9 @@ from pathlib import Path
 import psycopg
 from procrastinate import schema
 
-from broseph import adoption, engine, procrastinate_schema
+from broseph import adoption, engine, jobs, procrastinate_schema
+from broseph.jobs import registry
+from broseph.jobs.base import JobType
 
 # Any constant works; it only has to be the same in every broseph process.
 _LOCK_KEY = 0x62726F73  # "bros"
@@ -147,13 +151,19 @@ async def pending(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[str
 
 
 async def migrate(
-    url: str, *, directory: Path | None = None, report: Report | None = None
+    url: str,
+    *,
+    directory: Path | None = None,
+    report: Report | None = None,
+    catalogue: Iterable[JobType] | None = None,
 ) -> list[str]:
     """
-    Apply what is missing, then the always-run files; return the names applied now (empty when
-    up to date). `report` receives a line per file applied, per object added to an app-owned
-    table, and per lock-down that had something to fix. AdoptionError (a MigrationError) when
-    the app's tables lack something; then nothing was changed.
+    Apply what is missing, write the registry rows of the `catalogue`'s job types (by default
+    the production one, `broseph.jobs.CATALOGUE`), then the always-run files; return the names
+    applied now (empty when up to date). `report` receives a line per file applied, per object
+    added to an app-owned table, per job type written, and per lock-down that had something to
+    fix. AdoptionError (a MigrationError) when the app's tables lack something; then nothing
+    was changed.
     """
     say = report or (lambda _line: None)
     done: list[str] = []
@@ -177,6 +187,11 @@ async def migrate(
                 if adopting:
                     for line in adoption.changes(before, await adoption.footprint(conn)):
                         say(f"  {line}")
+            async with conn.transaction():
+                chosen = jobs.CATALOGUE.values() if catalogue is None else catalogue
+                written = await registry.write(conn, chosen)
+            for name in written:
+                say(f"wrote job type {name} to broseph.job_types")
             for always in load_always(directory):
                 for line in await _apply_always(conn, always):
                     say(line)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -44,9 +43,8 @@ class Record:
 
 
 async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record | None:
-    async with db.statements(pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("load_record"), {"record_id": record_id})
-        row = await cur.fetchone()
+    async with db.statements(pool) as conn:
+        row = await sql.row(conn, "load_record", {"record_id": record_id})
     return Record(**row) if row else None
 
 

@@ -17,11 +17,9 @@ import procrastinate
 import psycopg
 import psycopg_pool
 import pydantic
-from procrastinate import job_context
 
-from broseph import engine, error_reports, jobs, lifecycle, problems, services
+from broseph import engine, jobs, lifecycle, problems
 from broseph.db import connection_kwargs
-from broseph.jobs.base import Periodic
 from broseph.ops import periodic as ops_periodic
 from broseph.ops.worker_app import WorkerApp
 from broseph.settings import Settings, get_settings, reveal
@@ -110,24 +108,9 @@ def create_app(
     for job_type in jobs.CATALOGUE.values():
         lifecycle.register(app, job_type)
     if periodic:
-        for entry in jobs.PERIODIC:
-            _register_periodic(app, settings, entry)
-        ops_periodic.register(app, settings, schedule=periodic)
+        for entry in (*jobs.PERIODIC, *ops_periodic.PERIODIC):
+            lifecycle.register_periodic(app, settings, entry)
     return app
-
-
-def _register_periodic(app: procrastinate.App, settings: Settings, periodic: Periodic) -> None:
-    cron = periodic.cron(settings)
-
-    async def task(context: job_context.JobContext, timestamp: int) -> None:
-        # With SENTRY_DSN, a Sentry cron monitor on the same schedule: a tick that never runs is
-        # a missed check-in (an alert), one that raises an `error` check-in.
-        with error_reports.check_ins(periodic.name, cron):
-            await periodic.run(services.for_app(context.app), timestamp)
-
-    task.__name__ = task.__qualname__ = periodic.name
-    registered = app.task(name=periodic.name, queue=periodic.queue, pass_context=True)(task)
-    app.periodic(cron=cron, periodic_id=periodic.name)(registered)
 
 
 def _operators_app() -> procrastinate.App:

@@ -931,6 +931,23 @@ END;
 $$;
 
 --
+-- Name: notification_recipients(uuid, text, uuid, uuid); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.notification_recipients(p_group_id uuid, p_type text, p_sender_id uuid DEFAULT NULL::uuid, p_friend_id uuid DEFAULT NULL::uuid) RETURNS TABLE(user_id uuid)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT gm.user_id
+      FROM public.group_members gm
+     WHERE gm.group_id = p_group_id AND NOT gm.muted
+       AND gm.user_id IS DISTINCT FROM p_sender_id
+       AND (p_type <> 'friend_joined'
+            OR gm.joined_at < (SELECT f.joined_at FROM public.group_members f
+                                WHERE f.group_id = p_group_id AND f.user_id = p_friend_id))
+$$;
+
+--
 -- Name: notify_inline(uuid); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -965,30 +982,27 @@ DECLARE
     small uuid[];
     large uuid[];
 BEGIN
-    -- Only groups that had members before this statement have anyone to tell.
     SELECT coalesce(array_agg(g.group_id) FILTER (WHERE g.inline), ARRAY[]::uuid[]),
            coalesce(array_agg(g.group_id) FILTER (WHERE NOT g.inline), ARRAY[]::uuid[])
       INTO small, large
       FROM (SELECT d.group_id, broseph.notify_inline(d.group_id) AS inline
-              FROM (SELECT DISTINCT group_id FROM new_members) AS d
+              FROM (SELECT n.group_id, max(n.joined_at) AS latest
+                      FROM new_members n GROUP BY n.group_id) AS d
              WHERE EXISTS (SELECT 1 FROM public.group_members gm
-                            WHERE gm.group_id = d.group_id
-                              AND NOT EXISTS (SELECT 1 FROM new_members fresh
-                                               WHERE fresh.group_id = gm.group_id
-                                                 AND fresh.user_id = gm.user_id))) AS g;
+                            WHERE gm.group_id = d.group_id AND NOT gm.muted
+                              AND gm.joined_at < d.latest)) AS g;
     PERFORM broseph.enqueue_many(
         'SendNotification',
         ARRAY(
             SELECT jsonb_build_object(
-                       'user_id', gm.user_id,
+                       'user_id', r.user_id,
                        'type', 'friend_joined',
                        'data', jsonb_build_object('group_id', n.group_id, 'friend_id', n.user_id))
               FROM new_members n
-              JOIN public.group_members gm ON gm.group_id = n.group_id
-             WHERE NOT gm.muted AND n.group_id = ANY (small)
-               AND NOT EXISTS (SELECT 1 FROM new_members fresh
-                                WHERE fresh.group_id = gm.group_id AND fresh.user_id = gm.user_id)
-             ORDER BY gm.user_id, n.group_id, n.user_id),
+             CROSS JOIN LATERAL broseph.notification_recipients(
+                       n.group_id, 'friend_joined', NULL, n.user_id) AS r
+             WHERE n.group_id = ANY (small)
+             ORDER BY r.user_id, n.group_id, n.user_id),
         NULL, NULL, 0, 'trigger');
     PERFORM broseph.enqueue_many(
         'NotifyMembers',
@@ -1025,15 +1039,15 @@ BEGIN
         jt.name,
         ARRAY(
             SELECT t.params
-              FROM (SELECT DISTINCT gm.user_id, gm.group_id,
+              FROM (SELECT DISTINCT r.user_id, m.group_id,
                            jsonb_build_object(
-                               'user_id', gm.user_id,
+                               'user_id', r.user_id,
                                'type', 'new_message',
-                               'data', jsonb_build_object('group_id', gm.group_id)) AS params
+                               'data', jsonb_build_object('group_id', m.group_id)) AS params
                       FROM (SELECT DISTINCT group_id, sender_id FROM new_messages) AS m
-                      JOIN public.group_members gm
-                        ON gm.group_id = m.group_id AND gm.user_id <> m.sender_id
-                     WHERE NOT gm.muted AND m.group_id = ANY (small)) AS t
+                     CROSS JOIN LATERAL broseph.notification_recipients(
+                               m.group_id, 'new_message', m.sender_id) AS r
+                     WHERE m.group_id = ANY (small)) AS t
              WHERE NOT EXISTS (
                        SELECT 1 FROM broseph.job_records r
                         WHERE r.coalesce_key = broseph.field_key(jt.name, jt.coalesce_fields, t.params)
@@ -1070,15 +1084,15 @@ BEGIN
            coalesce(array_agg(t.key ORDER BY t.key), ARRAY[]::text[])
       INTO params, keys
       FROM (SELECT jsonb_build_object(
-                       'user_id', gm.user_id,
+                       'user_id', r.user_id,
                        'type', 'new_prompt',
                        'data', jsonb_build_object('group_id', p.group_id, 'prompt_id', p.id))
                        AS params,
-                   'new_prompt:' || gm.user_id::text || ':' || p.id::text AS key
+                   'new_prompt:' || r.user_id::text || ':' || p.id::text AS key
               FROM (SELECT np.id, np.group_id FROM new_prompts np
                      WHERE broseph.notify_inline(np.group_id)) AS p
-              JOIN public.group_members gm ON gm.group_id = p.group_id
-             WHERE NOT gm.muted) AS t;
+             CROSS JOIN LATERAL broseph.notification_recipients(p.group_id, 'new_prompt') AS r)
+           AS t;
     PERFORM broseph.enqueue_many('SendNotification', params, keys, NULL, 0, 'trigger');
     SELECT coalesce(array_agg(t.params ORDER BY t.key), ARRAY[]::jsonb[]),
            coalesce(array_agg(t.key ORDER BY t.key), ARRAY[]::text[])
@@ -3695,6 +3709,13 @@ GRANT ALL ON FUNCTION broseph.is_time_zone(tz text) TO service_role;
 
 REVOKE ALL ON FUNCTION broseph.job_type(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.job_type(p_name text) TO service_role;
+
+--
+-- Name: FUNCTION notification_recipients(p_group_id uuid, p_type text, p_sender_id uuid, p_friend_id uuid); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.notification_recipients(p_group_id uuid, p_type text, p_sender_id uuid, p_friend_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.notification_recipients(p_group_id uuid, p_type text, p_sender_id uuid, p_friend_id uuid) TO service_role;
 
 --
 -- Name: FUNCTION notify_inline(p_group_id uuid); Type: ACL; Schema: broseph; Owner: -

@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 
 import psycopg
 from procrastinate import exceptions
-from psycopg.types.json import Jsonb
 
 from broseph import lifecycle, worker
-from broseph.jobs.base import JobPayload, JobRun, JobType, field_spec
+from broseph.jobs import registry
+from broseph.jobs.base import JobPayload, JobRun, JobType
 
 
 class Nap(JobPayload):
@@ -65,6 +65,7 @@ NAP_LOCKED = JobType(
     queue="test",
     max_attempts=5,
     backoff_base_seconds=0.2,
+    lock_fields=("tag",),
 )
 
 
@@ -92,17 +93,4 @@ async def install(conn: psycopg.AsyncConnection[Any]) -> None:
         " id bigserial PRIMARY KEY, record_id uuid NOT NULL, pid integer NOT NULL,"
         " attempt integer NOT NULL, tag text, at timestamptz NOT NULL DEFAULT clock_timestamp())"
     )
-    for job_type, lock_fields in ((NAP, None), (NAP_LOCKED, ["tag"]), (BLOCK_LOOP, None)):
-        await conn.execute(
-            "INSERT INTO broseph.job_types"
-            " (name, task_name, queue, fields, lock_fields, max_attempts)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                job_type.name,
-                job_type.name,
-                job_type.queue,
-                Jsonb(field_spec(Nap)),
-                lock_fields,
-                job_type.max_attempts,
-            ),
-        )
+    await registry.write(conn, [NAP, NAP_LOCKED, BLOCK_LOOP])

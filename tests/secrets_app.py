@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from broseph import db, lifecycle, worker
-from broseph.jobs.base import JobPayload, JobRun, JobType, field_spec
+from broseph.jobs import registry
+from broseph.jobs.base import JobPayload, JobRun, JobType
 
 
 class Leaky(JobPayload):
@@ -55,15 +55,4 @@ async def install(conn: psycopg.AsyncConnection[Any]) -> None:
     """
     The test job types' registry rows, in one test database.
     """
-    for job_type in (LEAKY, LOUD):
-        await conn.execute(
-            "INSERT INTO broseph.job_types (name, task_name, queue, fields, max_attempts)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (
-                job_type.name,
-                job_type.name,
-                job_type.queue,
-                Jsonb(field_spec(job_type.payload)),
-                job_type.max_attempts,
-            ),
-        )
+    await registry.write(conn, [LEAKY, LOUD])

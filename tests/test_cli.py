@@ -95,6 +95,18 @@ def test_demo_as_the_readme_says_into_a_file(tmp_path, no_database_env):
     assert lines[-1].startswith("The embedded Postgres stops now") and "--keep" in lines[-1]
 
 
+def _kept_commands(output: str) -> list[str] | None:
+    """
+    The commands `broseph demo --keep` printed, once all five lines are out; else None.
+    """
+    marker = "In another terminal, from this directory:\n"
+    if marker not in output:
+        return None
+    lines = output.split(marker, 1)[1].splitlines(keepends=True)
+    commands = [line.strip() for line in lines if line.startswith("  ") and line.endswith("\n")]
+    return commands if len(commands) == 5 else None
+
+
 def test_demo_keep_prints_commands_that_work_until_ctrl_c(tmp_path, no_database_env):
     """
     `broseph demo --keep` in the background: the URL and commands it prints are run as printed
@@ -113,13 +125,11 @@ def test_demo_keep_prints_commands_that_work_until_ctrl_c(tmp_path, no_database_
         )
     try:
         deadline = time.monotonic() + 240
-        while "dashboard" not in out.read_text() or "until you press Ctrl-C" not in out.read_text():
+        # Ready: all five commands printed, each to its end of line (not a fixed sleep).
+        while (commands := _kept_commands(out.read_text())) is None:
             assert demo.poll() is None, out.read_text()
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.2)
-        time.sleep(0.2)
-        printed = out.read_text().split("In another terminal, from this directory:\n", 1)[1]
-        commands = [line.strip() for line in printed.splitlines() if line.startswith("  ")]
         export, listing, stats, shell, dashboard = commands
         assert export.startswith("export DATABASE_URL=")
         url = shlex.split(export.removeprefix("export "))[0].removeprefix("DATABASE_URL=")

@@ -22,6 +22,7 @@ from broseph.dashboard import create_app
 from broseph.dashboard.live import Watcher
 from broseph.settings import Settings
 from tests import dashboard_support as support
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = (support.USER, support.PASSWORD)
@@ -345,6 +346,17 @@ async def test_overview_and_workers_pages(client_for, conn):
     assert all(str(r) in workers for r in running)
 
 
+def _marker_read(watcher: Watcher) -> Callable[[], Any]:
+    """
+    Whether the watcher has read its first change marker (it compares later ones with it).
+    """
+
+    async def read() -> bool:
+        return watcher._marker is not None
+
+    return read
+
+
 async def test_live_updates_are_noticed_by_listen_and_by_polling(settings, conn):
     await support.install_nap(conn)
     for listen in (True, False):
@@ -356,7 +368,8 @@ async def test_live_updates_are_noticed_by_listen_and_by_polling(settings, conn)
         events = watcher.events()
         try:
             assert (await anext(events)).startswith("retry: 3000\nevent: hello")
-            await asyncio.sleep(0.3)  # the watcher has read its first marker
+            # Ready once the watcher has read its first marker (after its LISTEN, when on).
+            await wait_until(_marker_read(watcher), within=10, interval=0.01)
             [record] = await support.naps(conn, 1)
             # With LISTEN the deferral wakes it at once (its poll interval is 30 s here).
             assert (await asyncio.wait_for(anext(events), 5)).startswith("event: change")

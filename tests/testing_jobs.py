@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import procrastinate
 import psycopg
-from psycopg.types.json import Jsonb
 
 from broseph import lifecycle
-from broseph.jobs.base import JobPayload, JobRun, JobType, field_spec
+from broseph.jobs import registry
+from broseph.jobs.base import JobPayload, JobRun, JobType
 
 
 class Probe(JobPayload):
@@ -49,14 +49,4 @@ async def install(
     Register a test job type on the app and in the database's registry.
     """
     lifecycle.register(app, job_type)
-    await conn.execute(
-        "INSERT INTO broseph.job_types (name, task_name, queue, fields, max_attempts) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (
-            job_type.name,
-            job_type.name,
-            job_type.queue,
-            Jsonb(field_spec(job_type.payload)),
-            job_type.max_attempts,
-        ),
-    )
+    await registry.write(conn, [job_type])

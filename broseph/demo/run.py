@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from psycopg.rows import dict_row
 from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
@@ -131,9 +130,8 @@ async def _watch(svc: services.Services, since: datetime.datetime, console: Cons
         if live is not None:
             live.start()
         while True:
-            async with svc.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql.query("demo_jobs_by_status"), {"since": since})
-                rows = await cur.fetchall()
+            async with svc.pool.connection() as conn:
+                rows = await sql.rows(conn, "demo_jobs_by_status", {"since": since})
             if live is not None:
                 live.update(show.jobs(rows, live=True))
             unfinished = [r for r in rows if r["status"] in UNFINISHED]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import dict_row
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -125,15 +124,13 @@ async def prompts(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) 
             ("prompt (category)", "text"),
         ],
     )
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("demo_prompts"), {"since": since})
-        for row in await cur.fetchall():
-            shown.add_row(
-                _group(row),
-                str(row["local_date"]),
-                row["source"],
-                f"{escape(row['text'])} [dim]({row['category']})[/]",
-            )
+    for row in await sql.rows(conn, "demo_prompts", {"since": since}):
+        shown.add_row(
+            _group(row),
+            str(row["local_date"]),
+            row["source"],
+            f"{escape(row['text'])} [dim]({row['category']})[/]",
+        )
     return Shown(shown)
 
 
@@ -147,19 +144,16 @@ async def notifications(conn: psycopg.AsyncConnection[Any], since: datetime.date
         [("type", "key"), ("to", "key"), ("device", "key"), ("title", "text"), ("body", "text")],
     )
     totals: dict[str, int] = {}
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("demo_outbox"), {"since": since, "per_type": OUTBOX_PER_TYPE})
-        for row in await cur.fetchall():
-            totals[row["notification_type"]] = int(row["of_type"])
-            shown.add_row(
-                row["notification_type"],
-                row["display_name"],
-                row["target_kind"],
-                escape(row["title"]),
-                escape(row["body"]),
-            )
-        await cur.execute(sql.query("demo_notification_outcomes"), {"since": since})
-        outcomes = await cur.fetchall()
+    for row in await sql.rows(conn, "demo_outbox", {"since": since, "per_type": OUTBOX_PER_TYPE}):
+        totals[row["notification_type"]] = int(row["of_type"])
+        shown.add_row(
+            row["notification_type"],
+            row["display_name"],
+            row["target_kind"],
+            escape(row["title"]),
+            escape(row["body"]),
+        )
+    outcomes = await sql.rows(conn, "demo_notification_outcomes", {"since": since})
     pushes = ", ".join(f"{kind} {n}" for kind, n in sorted(totals.items()))
     results = "; ".join(
         f"{r['type']} {r['status']}" + (f" ({r['reason']})" if r["reason"] else "") + f": {r['n']}"
@@ -184,17 +178,15 @@ async def fanouts(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) 
         ],
     )
     commands = []
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("demo_fanouts"), {"since": since})
-        for row in await cur.fetchall():
-            shown.add_row(
-                row["group_name"],
-                row["type"],
-                str(row["fanouts"]),
-                "—" if row["members"] is None else str(row["members"]),
-                row["statuses"],
-            )
-            commands.append(f"  {script('broseph')} jobs show {row['first_id']}  # {row['type']}")
+    for row in await sql.rows(conn, "demo_fanouts", {"since": since}):
+        shown.add_row(
+            row["group_name"],
+            row["type"],
+            str(row["fanouts"]),
+            "—" if row["members"] is None else str(row["members"]),
+            row["statuses"],
+        )
+        commands.append(f"  {script('broseph')} jobs show {row['first_id']}  # {row['type']}")
     return Shown(shown, ["Look at one:", *commands] if commands else [])
 
 
@@ -213,19 +205,17 @@ async def engagement(conn: psycopg.AsyncConnection[Any], since: datetime.datetim
         caption="msgs: messages that local day; active: members who wrote; answered prompt:"
         " the share of members who answered that day's prompt (—: no prompt that day).",
     )
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("demo_engagement"), {"since": since})
-        for row in await cur.fetchall():
-            rate = row["prompt_response_rate"]
-            shown.add_row(
-                _group(row),
-                str(row["local_date"]),
-                str(row["message_count"]),
-                str(row["active_members"]),
-                str(row["member_count"]),
-                str(row["messages_per_member"]),
-                "—" if rate is None else f"{rate:.0%}",
-            )
+    for row in await sql.rows(conn, "demo_engagement", {"since": since}):
+        rate = row["prompt_response_rate"]
+        shown.add_row(
+            _group(row),
+            str(row["local_date"]),
+            str(row["message_count"]),
+            str(row["active_members"]),
+            str(row["member_count"]),
+            str(row["messages_per_member"]),
+            "—" if rate is None else f"{rate:.0%}",
+        )
     return Shown(shown)
 
 

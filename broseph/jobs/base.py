@@ -160,6 +160,15 @@ class JobType:
     # Outside services the handler uses ("push", "ai"): a worker whose queues hold no job type
     # using one neither checks nor builds it (broseph/services.py).
     uses: frozenset[str] = frozenset()
+    # What only the SQL face acts on; `broseph migrate` writes them, with the rest of the type,
+    # into its broseph.job_types row (broseph/jobs/registry.py) — no hand-written SQL copy.
+    description: str = ""
+    # A job enqueued while one with equal values of these fields is pending is absorbed by it
+    # (migrations/0004); the triggers delay such jobs by `coalesce_delay` so a burst lands in one.
+    coalesce_fields: tuple[str, ...] | None = None
+    coalesce_delay: datetime.timedelta | None = None
+    # Jobs with equal values of these fields never run at once (procrastinate's lock).
+    lock_fields: tuple[str, ...] | None = None
 
 
 # --- SQL field spec --------------------------------------------------------------------------
@@ -235,10 +244,16 @@ PeriodicFn = Callable[["Services", int], Awaitable[Any]]
 @dataclass(frozen=True)
 class Periodic:
     """
-    A periodic task: procrastinate defers it once per cron tick across all workers.
+    A periodic task: procrastinate defers it once per cron tick across all workers, and it runs
+    through the same lifecycle as a job (`broseph.lifecycle.register_periodic`).
     """
 
     name: str
     cron: Callable[[Any], str]  # settings → cron expression, so operators can tune it
     run: PeriodicFn
     queue: str = "periodic"
+    # procrastinate fetches by priority, highest first (the rescue tick jumps the queue).
+    priority: int = 0
+    # With SENTRY_DSN, a Sentry cron monitor on the same schedule (a missed tick alerts). The
+    # operations ticks run every few seconds and have no schedule worth alerting on.
+    monitored: bool = True

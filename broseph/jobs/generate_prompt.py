@@ -322,6 +322,12 @@ JOB = JobType(
     max_attempts=4,
     backoff_base_seconds=30.0,
     uses=frozenset({"ai"}),
+    description="The daily conversation prompt of one group for one local day, written by OpenAI"
+    " when a key is configured and by the offline bank otherwise (or when the AI gives up),"
+    " stored in public.prompts with its source.",
+    # Two jobs for one group (a scheduled one and a manual one under another key) never run at
+    # once; the INSERT … ON CONFLICT DO NOTHING settles any that race.
+    lock_fields=("group_id",),
 )
 
 PERIODIC = (Periodic(name="prompt_fanout", cron=prompt_cron, run=fan_out),)

@@ -84,4 +84,8 @@ JOB = JobType(
     handle=handle,
     queue="notifications",
     max_attempts=5,
+    description="Fans a notification about a large group out to its members: one"
+    " SendNotification each.",
+    # A burst in a large group is one fan-out per sender while one is pending.
+    coalesce_fields=("group_id", "type", "sender_id", "friend_id", "prompt_id"),
 )

@@ -80,6 +80,11 @@ JOB = JobType(
     handle=handle,
     queue="engagement",
     max_attempts=5,
+    description="Message count, active members, messages per member and prompt response rate of"
+    " one group for one local day, upserted into public.group_engagement_daily.",
+    coalesce_fields=("group_id", "local_date"),
+    coalesce_delay=datetime.timedelta(seconds=10),
+    lock_fields=("group_id", "local_date"),
 )
 
 PERIODIC = (

@@ -356,6 +356,12 @@ JOB = JobType(
     backoff_base_seconds=5.0,
     backoff_cap_seconds=300.0,
     uses=frozenset({"push"}),
+    description="One push notification to every live device of one user, built from current"
+    " database state, honouring preferences, muted groups and quiet hours; FCM through"
+    " firebase-admin, or the development outbox without credentials.",
+    coalesce_fields=("user_id", "type", "data"),
+    coalesce_delay=datetime.timedelta(seconds=5),
+    lock_fields=("user_id", "type", "data"),
 )
 
 

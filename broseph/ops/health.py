@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from broseph import db, migrate, problems, procrastinate_schema, sql
 from broseph.settings import Settings
@@ -89,13 +88,9 @@ async def _inspect(
     health.procrastinate_schema = report.state.describe() if report.state else ""
     health.problems += report.problems
     await _check_security(conn, health)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("workers"))
-        workers = await cur.fetchall()
-        await cur.execute(sql.query("queue_depth"))
-        health.depth = [dict(row) for row in await cur.fetchall()]
-        await cur.execute(sql.query("oldest_pending"))
-        health.pending = [dict(row) for row in await cur.fetchall()]
+    workers = await sql.rows(conn, "workers")
+    health.depth = await sql.rows(conn, "queue_depth")
+    health.pending = await sql.rows(conn, "oldest_pending")
     health.live_workers = sum(w["heartbeat_age"] < settings.rescue_after_seconds for w in workers)
     health.lost_workers = len(workers) - health.live_workers
     if health.live_workers < min_workers:

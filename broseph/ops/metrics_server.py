@@ -18,7 +18,6 @@ from typing import Any
 
 import procrastinate
 import structlog
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import metrics, services, sql
@@ -39,11 +38,11 @@ class Sampler:
         self._oldest: set[str] = set()
 
     async def sample(self, pool: AsyncConnectionPool[Any]) -> None:
-        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.query("queue_depth"))
-            depth = {(r["queue"], r["status"]): int(r["jobs"]) for r in await cur.fetchall()}
-            await cur.execute(sql.query("oldest_pending"))
-            oldest = {r["queue"]: float(r["seconds"] or 0.0) for r in await cur.fetchall()}
+        async with pool.connection() as conn:
+            depth_rows = await sql.rows(conn, "queue_depth")
+            oldest_rows = await sql.rows(conn, "oldest_pending")
+        depth = {(r["queue"], r["status"]): int(r["jobs"]) for r in depth_rows}
+        oldest = {r["queue"]: float(r["seconds"] or 0.0) for r in oldest_rows}
         for queue, status in self._depth - depth.keys():
             metrics.QUEUE_DEPTH.labels(queue, status).set(0)
         for (queue, status), jobs in depth.items():

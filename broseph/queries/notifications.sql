@@ -263,14 +263,9 @@ SELECT type, status, coalesce(reason, '') AS reason, count(*)::int AS n
  ORDER BY type, status, reason;
 
 -- name: notify_members_recipients
--- Who a NotifyMembers fan-out notifies: the group's non-muted members, but the sender
--- (new_message), and for friend_joined only those who joined before the friend (none if the
--- friend has left again).
-SELECT gm.user_id
-  FROM public.group_members gm
- WHERE gm.group_id = %(group_id)s AND NOT gm.muted
-   AND gm.user_id IS DISTINCT FROM %(sender_id)s::uuid
-   AND (%(type)s::text <> 'friend_joined'
-        OR gm.joined_at < (SELECT f.joined_at FROM public.group_members f
-                            WHERE f.group_id = %(group_id)s AND f.user_id = %(friend_id)s::uuid))
- ORDER BY gm.user_id;
+-- Who a NotifyMembers fan-out notifies: the rule the triggers' inline path uses too
+-- (broseph.notification_recipients, migrations/0037).
+SELECT r.user_id
+  FROM broseph.notification_recipients(%(group_id)s::uuid, %(type)s::text, %(sender_id)s::uuid,
+                                       %(friend_id)s::uuid) AS r
+ ORDER BY r.user_id;

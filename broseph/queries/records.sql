@@ -54,10 +54,32 @@ UPDATE broseph.job_records
  WHERE id = %(record_id)s;
 
 -- name: job_types
--- The SQL registry of job types (checked against the Python catalogue).
-SELECT name, task_name, queue, fields, coalesce_fields, lock_fields, max_attempts
+-- The SQL registry of job types (written from the Python catalogue, broseph/jobs/registry.py).
+SELECT name, task_name, queue, fields, coalesce_fields, coalesce_delay, lock_fields,
+       max_attempts, description
   FROM broseph.job_types
  ORDER BY name;
+
+-- name: write_job_type
+-- One job type's registry row from the Python catalogue: inserted, or updated where it differs.
+-- Returns true when the row was written (absent or different), nothing when it already matched.
+INSERT INTO broseph.job_types AS t
+    (name, task_name, queue, fields, coalesce_fields, coalesce_delay, lock_fields, max_attempts,
+     description)
+VALUES (%(name)s, %(task_name)s, %(queue)s, %(fields)s, %(coalesce_fields)s::text[],
+        %(coalesce_delay)s::interval, %(lock_fields)s::text[], %(max_attempts)s, %(description)s)
+ON CONFLICT (name) DO UPDATE
+   SET task_name = excluded.task_name, queue = excluded.queue, fields = excluded.fields,
+       coalesce_fields = excluded.coalesce_fields, coalesce_delay = excluded.coalesce_delay,
+       lock_fields = excluded.lock_fields, max_attempts = excluded.max_attempts,
+       description = excluded.description
+ WHERE (t.task_name, t.queue, t.fields, t.coalesce_fields, t.coalesce_delay, t.lock_fields,
+        t.max_attempts, t.description)
+       IS DISTINCT FROM
+       (excluded.task_name, excluded.queue, excluded.fields, excluded.coalesce_fields,
+        excluded.coalesce_delay, excluded.lock_fields, excluded.max_attempts,
+        excluded.description)
+RETURNING true AS written;
 
 -- name: enqueue
 -- The SQL contract, one job (see migrations/0004_enqueue.sql).
