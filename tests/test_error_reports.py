@@ -16,7 +16,7 @@ import pytest
 import sentry_sdk
 from pydantic import Field
 
-from broseph import error_reports, jobs, worker
+from broseph import error_reports, jobs, lifecycle
 from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
 from broseph.problems import Problem
 from broseph.settings import Settings
@@ -210,13 +210,23 @@ async def test_periodic_ticks_check_in_in_progress_then_ok_or_error(
 ):
     # The catalogue's fan-out as the worker registers it, and a tick that raises.
     fan_out = next(p for p in jobs.PERIODIC if p.name == "prompt_fanout")
-    worker._register_periodic(app, settings, fan_out)
+    lifecycle.register_periodic(app, settings, fan_out)
     failing = Periodic(name="test_tick_fails", cron=lambda s: "* * * * * *", run=_tick_fails)
-    worker._register_periodic(app, settings, failing)
+    lifecycle.register_periodic(app, settings, failing)
+    # An unmonitored tick (as the operations ticks are) runs and sends no check-in.
+    quiet_ran: list[int] = []
+
+    async def quiet_tick(svc: Any, timestamp: int) -> None:
+        quiet_ran.append(timestamp)
+
+    quiet = Periodic(
+        name="test_tick_quiet", cron=lambda s: "* * * * * *", run=quiet_tick, monitored=False
+    )
+    lifecycle.register_periodic(app, settings, quiet)
 
     async def both_ticked() -> bool:
         done = {(c["monitor_slug"], c["status"]) for c in sentry.check_ins}
-        return {("prompt_fanout", "ok"), ("test_tick_fails", "error")} <= done
+        return {("prompt_fanout", "ok"), ("test_tick_fails", "error")} <= done and bool(quiet_ran)
 
     running = await start_worker(fetch_job_polling_interval=0.1)
     await wait_until(both_ticked, within=30, interval=0.1)
@@ -244,6 +254,7 @@ async def test_periodic_ticks_check_in_in_progress_then_ok_or_error(
                 "max_runtime": error_reports.MAX_RUNTIME_MINUTES,
             }
             assert check_in["environment"] == "test"
+    assert not any(c["monitor_slug"] == "test_tick_quiet" for c in sentry.check_ins)
     # A tick's failure is its `error` check-in, not an error event besides.
     assert sentry.events == []
 
