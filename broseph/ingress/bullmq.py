@@ -106,7 +106,8 @@ class BullMQIngress:
             db.database_url(self.settings),
             min_size=1,
             # One connection per lane (a batch in flight), and one for quarantine rows.
-            max_size=-(-self.concurrency // self.batch_size) * len(self.queues) + 1,
+            max_size=len(consumer.lane_sizes(self.concurrency, self.batch_size)) * len(self.queues)
+            + 1,
             # Autocommit: a batch's one statement (records + receipts), or a quarantine row, is
             # committed when it returns — before the batch's jobs are acked.
             kwargs={**db.connection_kwargs(self.settings), "autocommit": True},

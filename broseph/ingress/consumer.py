@@ -132,6 +132,16 @@ def _check_worker(worker: Any) -> None:
         )
 
 
+def lane_sizes(held: int, batch_size: int) -> list[int]:
+    """
+    `held` jobs as lanes of at most `batch_size`, as even as can be; at least two lanes (when
+    two jobs may be held), so that one lane's Postgres commit overlaps the other's Redis acks.
+    """
+    lanes = max(-(-held // batch_size), min(2, held))
+    size, extra = divmod(held, lanes)
+    return [size + 1 if lane < extra else size for lane in range(lanes)]
+
+
 class BatchConsumer:
     """
     Consumes one BullMQ queue: up to `held` jobs at once, in lanes of up to `batch_size` that
@@ -152,8 +162,7 @@ class BatchConsumer:
         self.name = queue
         self.handle = handle
         self.retry_delay = retry_delay
-        # Lane sizes: `held` split into batches of `batch_size` (the last one smaller).
-        self.lanes = [min(batch_size, held - start) for start in range(0, held, batch_size)]
+        self.lanes = lane_sizes(held, batch_size)
         # No processor: bullmq's Worker never starts its own loop; it is this loop's toolbox.
         self.worker = bullmq.Worker(queue, None, {**options, "autorun": False})  # type: ignore[arg-type]
         _check_worker(self.worker)
