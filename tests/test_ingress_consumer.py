@@ -1,7 +1,8 @@
 """
 The ingress's BullMQ consumer (broseph/ingress/consumer.py): one Lua call per job (the ack that
 also takes the next job, as BullMQ's Node worker does — the Python Worker makes two), batches
-that share one Postgres commit, and a clear refusal when bullmq's internals it relies on change.
+that share one Postgres commit, no log line per job, and a clear refusal when bullmq's internals
+it relies on change.
 Counted on a private redis-server (`INFO commandstats`) and in Postgres (receipts' xmin).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import bullmq
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from broseph.ingress import consumer
 from tests import ingress_support as support
@@ -50,16 +52,20 @@ async def test_a_job_costs_one_lua_call_and_a_batch_one_commit(conn, settings, t
                 ]
             )
             before = await lua_calls(server.url)
-            async with support.running_ingress(cfg) as ingress:
+            with structlog.testing.capture_logs() as logs:
+                async with support.running_ingress(cfg) as ingress:
 
-                async def all_acked() -> bool:
-                    counts = await q.getJobCounts("waiting", "active", "prioritized")
-                    return not any(counts.values())
+                    async def all_acked() -> bool:
+                        counts = await q.getJobCounts("waiting", "active", "prioritized")
+                        return not any(counts.values())
 
-                await wait_until(all_acked, within=120, interval=0.1)
-                calls = await lua_calls(server.url) - before
-                outcomes = (await ingress.health()).outcomes
+                    await wait_until(all_acked, within=120, interval=0.1)
+                    calls = await lua_calls(server.url) - before
+                    outcomes = (await ingress.health()).outcomes
     assert outcomes == {"enqueued": N}
+    # No log line per job (the receipt row is the audit trail): started, stopping, stopped.
+    info = [e["event"] for e in logs if e["log_level"] != "debug"]
+    assert info == ["ingress_started", "ingress_stopping", "ingress_stopped"], info[:10]
     # One moveToFinished per job, each taking the next; moveToActive only to fill the 200
     # slots at the start (the Python Worker: moveToActive + moveToFinished, 2N = 2,000). The
     # counts above (getJobCounts) are Lua calls too: a handful per poll.
