@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     # Secret: redis://:PASSWORD@host carries one. Read it with `reveal(settings.redis_url)`.
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379")
     ingress_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["broseph-jobs"])
-    ingress_concurrency: int = Field(default=10, ge=1)
+    # BullMQ jobs held at once per queue, committed to Postgres in batches of up to
+    # ingress_batch_size (one statement, one commit each): ceil(concurrency / batch size) batches
+    # in flight at once, each on its own database connection.
+    ingress_concurrency: int = Field(default=200, ge=1)
+    ingress_batch_size: int = Field(default=100, ge=1)
     ingress_max_payload_bytes: int = Field(default=16384, ge=256)
     # BullMQ job name → {"job_type": ..., "fields": {"camelName": "snake_name"}}, merged over the
     # built-in table in broseph/ingress/mapping.py (JSON in the environment).

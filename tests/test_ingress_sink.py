@@ -7,15 +7,13 @@ and quarantine rows keep the raw job and replay once.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psycopg
 import psycopg_pool
 import pytest
 
-from broseph.ingress import mapping, quarantine, sink
-from broseph.ingress.batcher import Batcher
+from broseph.ingress import batcher, mapping, quarantine, sink
 from tests import ingress_support as support
 
 ROUTES = mapping.DEFAULT_ROUTES
@@ -185,9 +183,8 @@ def test_transient_errors_are_told_apart_from_bad_input():
 
 async def test_concurrent_deliveries_are_committed_together(conn, db_url):
     async with psycopg_pool.AsyncConnectionPool(db_url, kwargs={"autocommit": True}) as pool:
-        batcher = Batcher(pool, max_batch=10)
-        plans = engagement_plans(6)
-        outcomes = await asyncio.gather(*(batcher.ingest(p) for p in plans))
+        outcomes = await batcher.write(pool, engagement_plans(6))
+    assert all(isinstance(o, sink.Outcome) for o in outcomes)
     assert len({o.record_id for o in outcomes}) == 6 and not any(o.duplicate for o in outcomes)
     cur = await conn.execute("SELECT DISTINCT xmin::text AS tx FROM broseph.ingress_receipts")
     assert len(await cur.fetchall()) == 1  # one statement, one commit for all six
@@ -195,12 +192,9 @@ async def test_concurrent_deliveries_are_committed_together(conn, db_url):
 
 async def test_one_refused_delivery_does_not_fail_its_batch(conn, db_url):
     async with psycopg_pool.AsyncConnectionPool(db_url, kwargs={"autocommit": True}) as pool:
-        batcher = Batcher(pool, max_batch=10)
         good = engagement_plans(5)
         bad = plan(delivery(support.valid_data("ProcessEngagement"), jobId="x\x00y"))
-        results = await asyncio.gather(
-            *(batcher.ingest(p) for p in [*good[:2], bad, *good[2:]]), return_exceptions=True
-        )
+        results = await batcher.write(pool, [*good[:2], bad, *good[2:]])
     assert isinstance(results[2], sink.Refused)
     assert all(isinstance(r, sink.Outcome) for i, r in enumerate(results) if i != 2)
     assert await counts(conn) == (5, 5)
@@ -210,7 +204,5 @@ async def test_an_outage_is_every_callers_error():
     dead = f"postgresql://postgres@127.0.0.1:{support.free_port()}/postgres"
     async with psycopg_pool.AsyncConnectionPool(dead, timeout=1.0, open=False) as pool:
         await pool.open(wait=False)
-        batcher = Batcher(pool, max_batch=10)
-        plans = engagement_plans(3)
-        results = await asyncio.gather(*(batcher.ingest(p) for p in plans), return_exceptions=True)
+        results = await batcher.write(pool, engagement_plans(3))
     assert all(isinstance(r, psycopg_pool.PoolTimeout) and sink.is_transient(r) for r in results)

@@ -1,16 +1,20 @@
 """
 BullMQ ingress: the Node producers' `broseph-jobs` queue (or several) moved into Postgres.
 
-For each BullMQ job: map and validate it (`mapping`), commit the job record and its receipt in
-Postgres (`sink`, batched with the jobs other processors have ready: `batcher`), and only then
-return from the processor — which is BullMQ's ack. A crash
-between commit and ack makes BullMQ redeliver the job (stalled-job check); the receipt turns the
-redelivery into a no-op, so every job yields exactly one record. Bad input is quarantined and the
-BullMQ job failed as unrecoverable with the same reason.
+Jobs are taken in batches (`consumer`: up to INGRESS_CONCURRENCY held per queue, in lanes of up
+to INGRESS_BATCH_SIZE). For each batch: map and validate every job (`mapping`), commit the job
+records and their receipts in Postgres in one statement (`batcher`, `sink`), and only then ack
+the jobs in BullMQ — each ack a `moveToFinished` that also takes the next job. A crash between
+commit and ack makes BullMQ redeliver the jobs (stalled-job check); the receipts turn the
+redeliveries into no-ops, so every job yields exactly one record. Bad input is quarantined and
+the BullMQ job failed as unrecoverable with the same reason.
 
-Only the `bullmq` package touches BullMQ's Redis keys (Worker); the one direct Redis call is
-`CONFIG GET maxmemory-policy` at (re)connect, to warn when Redis may evict queue data.
-Needs the `broseph[bullmq]` extra; nothing in the core imports this module.
+No log line per job: the receipt row (`broseph.ingress_receipts`) is the audit trail of each
+job moved, the quarantine row of each refused (logged as a warning), and a redelivery that
+found its receipt is logged (`ingress_duplicate`). Only bullmq's code touches BullMQ's Redis
+keys (through `consumer`, the one module that uses bullmq beyond its documented API); the one
+direct Redis call is `CONFIG GET maxmemory-policy` at (re)connect, to warn when Redis may evict
+queue data. Needs the `broseph[bullmq]` extra; nothing in the core imports this module.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import collections
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import bullmq
@@ -31,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from broseph import db, jobs, metrics
-from broseph.ingress import IngressHealth, batcher, mapping, sink
+from broseph.ingress import IngressHealth, batcher, consumer, mapping, sink
 from broseph.logs import scrub
 from broseph.settings import Settings, reveal
 
@@ -60,12 +64,6 @@ _BUILTIN_BACKOFFS = frozenset({"fixed", "exponential"})
 WORKER_SOCKET_TIMEOUT = 20.0
 
 
-class _Quarantined(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class BullMQIngress:
     """
     The `Ingress` for BullMQ: one bullmq Worker per queue, supervised and reconnected.
@@ -84,8 +82,10 @@ class BullMQIngress:
         self.queues = tuple(queues or settings.ingress_queues)
         self.concurrency = concurrency or settings.ingress_concurrency
         self.routes = mapping.routes_from(settings)
+        # bullmq's internals the consumer relies on: checked before anything starts.
+        consumer.check_internals()
+        self.batch_size = min(settings.ingress_batch_size, self.concurrency)
         self._pool: AsyncConnectionPool[Any] | None = None
-        self._batcher: batcher.Batcher | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._consuming = False
@@ -105,16 +105,17 @@ class BullMQIngress:
         self._pool = AsyncConnectionPool(
             db.database_url(self.settings),
             min_size=1,
-            max_size=self.concurrency * len(self.queues) + 1,
-            # Autocommit: each job's one statement (record + receipt, or quarantine row) is
-            # committed when it returns — before the processor returns, i.e. before the ack.
+            # One connection per lane (a batch in flight), and one for quarantine rows.
+            max_size=len(consumer.lane_sizes(self.concurrency, self.batch_size)) * len(self.queues)
+            + 1,
+            # Autocommit: a batch's one statement (records + receipts), or a quarantine row, is
+            # committed when it returns — before the batch's jobs are acked.
             kwargs={**db.connection_kwargs(self.settings), "autocommit": True},
             timeout=POOL_TIMEOUT_SECONDS,
             open=False,
             name="broseph-ingress",
         )
         await self._pool.open(wait=False)
-        self._batcher = batcher.Batcher(self._pool, max_batch=self.concurrency * len(self.queues))
         # The catalogue is loaded by now (imported above), not on the first job: a slow import
         # inside a processor would stall the event loop past the job's lock.
         unavailable = sorted(n for n, r in self.routes.items() if r.job_type not in jobs.CATALOGUE)
@@ -169,45 +170,54 @@ class BullMQIngress:
                 await self._sleep(1.0)
 
     async def _consume(self) -> None:
-        workers = [self._worker(queue) for queue in self.queues]
-        runs = [asyncio.create_task(w.run(), name=f"bullmq-worker:{w.name}") for w in workers]
+        consumers = [self._consumer(queue) for queue in self.queues]
+        runs = [asyncio.create_task(c.run(), name=f"bullmq-consumer:{c.name}") for c in consumers]
         stop = asyncio.create_task(self._stopping.wait())
         self._consuming = True
-        logger.info("ingress_started", queues=self.queues, concurrency=self.concurrency)
+        logger.info(
+            "ingress_started",
+            queues=self.queues,
+            concurrency=self.concurrency,
+            batch_size=self.batch_size,
+        )
         try:
             await asyncio.wait([*runs, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._consuming = False
             stop.cancel()
             logger.info("ingress_stopping", in_flight=self._in_flight)
-            # pause() stops fetching and waits for in-flight jobs (they commit, then ack) while
-            # their locks are still renewed; close() alone stops renewing as soon as the fetch
-            # loop ends, so a job outliving its lock would be redelivered.
-            await asyncio.gather(*(w.pause() for w in workers), return_exceptions=True)
-            await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+            # stop() ends the waiting for new jobs; the batches held finish — committed, then
+            # acked, without taking more — while their locks are still renewed.
+            await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
             for run in await asyncio.gather(*runs, return_exceptions=True):
                 if isinstance(run, BaseException):
                     logger.error("ingress_worker_error", error=scrub(repr(run)))
-            # A last stalled-check tick can reopen a connection between close() and the end of
-            # run(); closing again once run() is over leaves nothing open.
-            await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+            await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
 
-    def _worker(self, queue: str) -> Any:
+    def _consumer(self, queue: str) -> consumer.BatchConsumer:
         options = {
             "connection": worker_redis_url(reveal(self.settings.redis_url) or ""),
-            "concurrency": self.concurrency,
-            "autorun": False,
             "name": "broseph-ingress",
             "lockDuration": self.settings.ingress_lock_duration_ms,
             "stalledInterval": self.settings.ingress_stalled_interval_ms,
             "maxStalledCount": MAX_STALLED_COUNT,
-            "runRetryDelay": RUN_RETRY_DELAY_MS,
             "removeOnComplete": KEEP_COMPLETED,
             "removeOnFail": KEEP_FAILED,
         }
-        worker = bullmq.Worker(queue, self._processor(queue), options)
-        worker.on("error", lambda err, *_: self._worker_error(queue, err))
-        return worker
+
+        async def handle(jobs: list[Any]) -> list[consumer.Verdict]:
+            return await self._take(queue, jobs)
+
+        taker = consumer.BatchConsumer(
+            queue,
+            options,
+            handle,
+            held=self.concurrency,
+            batch_size=self.batch_size,
+            retry_delay=RUN_RETRY_DELAY_MS / 1000,
+        )
+        taker.on("error", lambda err, *_: self._worker_error(queue, err))
+        return taker
 
     def _worker_error(self, queue: str, err: Any) -> None:
         self._last_error = scrub(str(err))
@@ -251,17 +261,53 @@ class BullMQIngress:
         except TimeoutError:
             pass
 
-    # --- one job ---------------------------------------------------------------------------
+    # --- one batch -------------------------------------------------------------------------
 
-    def _processor(self, queue: str) -> Callable[[Any, str], Awaitable[dict[str, Any]]]:
-        # Two parameters: bullmq passes an abort signal only to processors that take three.
-        async def process(job: Any, token: str) -> dict[str, Any]:
-            return await self._take(queue, job, token)
+    async def _take(self, queue: str, jobs: list[Any]) -> list[consumer.Verdict]:
+        """
+        Commit a batch of BullMQ jobs to Postgres; per job, what its BullMQ ack is to be: a
+        return value (complete it), or an exception (fail it, retry it, or it was delayed).
+        """
+        self._in_flight += len(jobs)
+        counts: collections.Counter[str] = collections.Counter()
+        try:
+            deliveries = [self._delivery(queue, job) for job in jobs]
+            verdicts: list[consumer.Verdict | None] = [None] * len(jobs)
+            planned: list[tuple[int, mapping.Plan]] = []
+            for i, delivery in enumerate(deliveries):
+                try:
+                    planned.append((i, self._plan(delivery)))
+                except mapping.Rejected as exc:
+                    verdicts[i] = await self._refused(jobs[i], delivery, exc.reason, counts)
+            outcomes = await batcher.write(self._connections(), [p for _, p in planned])
+            for (i, _), outcome in zip(planned, outcomes, strict=True):
+                job, delivery = jobs[i], deliveries[i]
+                if isinstance(outcome, sink.Refused):
+                    verdicts[i] = await self._refused(job, delivery, outcome.reason, counts)
+                elif isinstance(outcome, Exception):
+                    verdicts[i] = await self._failed(job, delivery, outcome, counts)
+                else:
+                    counts["duplicate" if outcome.duplicate else "enqueued"] += 1
+                    if outcome.duplicate:
+                        # A redelivery (the ingress stopped between commit and ack before).
+                        logger.info(
+                            "ingress_duplicate",
+                            queue=queue,
+                            job_id=delivery.job_id,
+                            record_id=str(outcome.record_id),
+                        )
+                    verdicts[i] = await self.acknowledge(delivery, outcome)
+            logger.debug("ingress_batch", queue=queue, jobs=len(jobs), outcomes=dict(counts))
+            decided = [v for v in verdicts if v is not None]
+            assert len(decided) == len(jobs)
+            return decided
+        finally:
+            self._in_flight -= len(jobs)
+            for name, n in counts.items():
+                self._count(queue, name, n)
 
-        return process
-
-    async def _take(self, queue: str, job: Any, token: str) -> dict[str, Any]:
-        delivery = mapping.Delivery(
+    def _delivery(self, queue: str, job: Any) -> mapping.Delivery:
+        return mapping.Delivery(
             source=self.source,
             queue=queue,
             job_id=str(job.id),
@@ -270,99 +316,114 @@ class BullMQIngress:
             options=dict(job.opts or {}),
             timestamp_ms=int(job.timestamp),
         )
-        log = logger.bind(queue=queue, job_id=delivery.job_id, job_name=sink.pg_text(job.name))
-        self._in_flight += 1
-        try:
-            try:
-                outcome = await self._move(delivery)
-            except _Quarantined as exc:
-                self._count(queue, "quarantined")
-                log.warning("ingress_quarantined", reason=exc.reason)
-                raise bullmq.UnrecoverableError(exc.reason) from None
-            except Exception as exc:
-                self._count(queue, "error")
-                self._last_error = scrub(str(exc))
-                await self._after_error(job, token, delivery, exc, log)
-                raise
-            self._count(queue, "duplicate" if outcome.duplicate else "enqueued")
-            log.info(
-                "ingress_duplicate" if outcome.duplicate else "ingress_enqueued",
-                record_id=str(outcome.record_id),
-            )
-            return await self.acknowledge(delivery, outcome)
-        finally:
-            self._in_flight -= 1
+
+    def _plan(self, delivery: mapping.Delivery) -> mapping.Plan:
+        return mapping.plan(
+            delivery, self.routes, max_payload_bytes=self.settings.ingress_max_payload_bytes
+        )
+
+    def _connections(self) -> AsyncConnectionPool[Any]:
+        assert self._pool is not None
+        return self._pool
 
     async def acknowledge(
         self, delivery: mapping.Delivery, outcome: sink.Outcome
     ) -> dict[str, Any]:
         """
-        The processor's return value for a committed delivery (BullMQ stores it on the job).
-        Called after the Postgres commit; returning it is BullMQ's ack, so a crash before this
-        returns makes BullMQ redeliver the job and the receipt turns that into a duplicate.
+        The return value BullMQ stores on a committed job. Called after the Postgres commit and
+        before the ack, so a crash before the batch is acked makes BullMQ redeliver the job and
+        the receipt turns that into a duplicate.
         """
         return {"record_id": str(outcome.record_id), "duplicate": outcome.duplicate}
 
-    async def _move(self, delivery: mapping.Delivery) -> sink.Outcome:
+    async def _refused(
+        self,
+        job: Any,
+        delivery: mapping.Delivery,
+        reason: str,
+        counts: collections.Counter[str],
+    ) -> BaseException:
         """
-        Commit the delivery to Postgres: a job record, or a quarantine row (`_Quarantined`).
+        Quarantine a delivery that can never become a job; BullMQ fails it with the same reason.
         """
-        assert self._pool is not None
+        # The text Postgres stores is also BullMQ's failedReason: the two say the same.
+        reason = sink.pg_text(reason)
         try:
-            planned = mapping.plan(
-                delivery, self.routes, max_payload_bytes=self.settings.ingress_max_payload_bytes
-            )
-            assert self._batcher is not None
-            return await self._batcher.ingest(planned)
-        except (mapping.Rejected, sink.Refused) as exc:
-            # The text Postgres stores is also BullMQ's failedReason: the two say the same.
-            reason = sink.pg_text(exc.reason)
-        await self._quarantine(delivery, reason)
-        raise _Quarantined(reason)
+            await self._quarantine(delivery, reason)
+        except Exception as exc:  # the quarantine row could not be written: an ingest error
+            return await self._failed(job, delivery, exc, counts)
+        counts["quarantined"] += 1
+        logger.warning(
+            "ingress_quarantined",
+            queue=delivery.queue,
+            job_id=delivery.job_id,
+            job_name=sink.pg_text(delivery.name),
+            reason=reason,
+        )
+        unrecoverable: BaseException = bullmq.UnrecoverableError(reason)
+        return unrecoverable
 
     async def _quarantine(self, delivery: mapping.Delivery, reason: str) -> None:
         assert self._pool is not None
         async with self._pool.connection() as conn:
             await sink.quarantine(conn, delivery, reason)
 
+    async def _failed(
+        self,
+        job: Any,
+        delivery: mapping.Delivery,
+        exc: Exception,
+        counts: collections.Counter[str],
+    ) -> BaseException:
+        """
+        A job that could not be committed: the error itself lets BullMQ retry it with the
+        producer's own attempts / backoff; otherwise DelayedError or UnrecoverableError.
+        """
+        counts["error"] += 1
+        self._last_error = scrub(str(exc))
+        try:
+            return await self._after_error(job, delivery, exc, counts)
+        except Exception as again:  # Redis or Postgres failed too: BullMQ retries or fails it
+            return again
+
     async def _after_error(
         self,
         job: Any,
-        token: str,
         delivery: mapping.Delivery,
         exc: Exception,
-        log: structlog.stdlib.BoundLogger,
-    ) -> None:
-        """
-        A job that could not be committed. Returns to let BullMQ retry it with the producer's
-        own attempts / backoff; otherwise raises DelayedError or UnrecoverableError.
-        """
+        counts: collections.Counter[str],
+    ) -> BaseException:
         backoff = mapping.backoff_type(delivery.options)
         attempts_left = job.attemptsMade + 1 < int(delivery.options.get("attempts") or 0)
         bullmq_can_retry = attempts_left and (backoff is None or backoff in _BUILTIN_BACKOFFS)
         transient = sink.is_transient(exc)
-        log.warning(
+        logger.warning(
             "ingress_failed",
+            queue=delivery.queue,
+            job_id=delivery.job_id,
+            job_name=sink.pg_text(delivery.name),
             error=scrub(str(exc)),
             transient=transient,
             retry="bullmq" if bullmq_can_retry else ("delayed" if transient else "none"),
         )
         if bullmq_can_retry:
-            return
+            return exc
         if transient:
             # Never spend the producer's last attempt on our own outage: come back later.
             delay = min(OUTAGE_DELAY_MS[0] * 2 ** min(job.attemptsStarted, 8), OUTAGE_DELAY_MS[1])
-            await job.moveToDelayed(int(time.time() * 1000) + delay, token)
-            raise bullmq.DelayedError()
+            await job.moveToDelayed(int(time.time() * 1000) + delay, job.token)
+            delayed: BaseException = bullmq.DelayedError()
+            return delayed
         # Not transient and out of attempts: keep it in Postgres rather than only in Redis.
         reason = f"ingest failed: {type(exc).__name__}: {scrub(str(exc))}"
         await self._quarantine(delivery, reason)
-        self._count(delivery.queue, "quarantined")
-        raise bullmq.UnrecoverableError(reason) from exc
+        counts["quarantined"] += 1
+        unrecoverable: BaseException = bullmq.UnrecoverableError(reason)
+        return unrecoverable
 
-    def _count(self, queue: str, outcome: str) -> None:
-        self._outcomes[outcome] += 1
-        metrics.INGRESS.labels(queue, outcome).inc()
+    def _count(self, queue: str, outcome: str, n: int = 1) -> None:
+        self._outcomes[outcome] += n
+        metrics.INGRESS.labels(queue, outcome).inc(n)
 
 
 def worker_redis_url(url: str) -> str:

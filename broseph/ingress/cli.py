@@ -71,10 +71,15 @@ def bullmq_command(
             "pip install 'broseph[bullmq]'",
             exit_code=FIX_CONFIG,
         ) from None
+    from broseph.ingress.consumer import IncompatibleBullMQ
+
     try:
         ingress = BullMQIngress(settings, queues=queue or None, concurrency=concurrency)
     except mapping.InvalidMapping as exc:
         raise Problem(str(exc), "fix INGRESS_JOB_MAP", exit_code=FIX_CONFIG) from None
+    except IncompatibleBullMQ as exc:
+        cause, _, fix = str(exc).partition(" — ")
+        raise Problem(cause, fix, exit_code=FIX_CONFIG) from None
     asyncio.run(_checked(settings, url))
     from broseph.ingress import probes
 
