@@ -137,6 +137,42 @@ BEGIN
 END;
 $_$;
 
+--
+-- Name: check_trace_context(text, text); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    lim jsonb := broseph.enqueue_limits();
+BEGIN
+    IF p_traceparent IS NULL THEN
+        IF p_tracestate IS NOT NULL THEN
+            RAISE EXCEPTION 'tracestate needs a traceparent (both come from the same trace context)'
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'tracestate';
+        END IF;
+        RETURN;
+    END IF;
+    IF length(p_traceparent) <> (lim ->> 'traceparent_length')::integer
+        OR p_traceparent !~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+        OR substr(p_traceparent, 4, 32) = repeat('0', 32)
+        OR substr(p_traceparent, 37, 16) = repeat('0', 16) THEN
+        RAISE EXCEPTION 'traceparent must be a W3C trace context, 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags> (lowercase, ids not all zero), got %',
+            broseph.echo(p_traceparent)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'traceparent';
+    END IF;
+    IF p_tracestate IS NOT NULL
+        AND (length(p_tracestate) NOT BETWEEN 1 AND (lim ->> 'tracestate_max_length')::integer
+             OR p_tracestate ~ '[^ -~]') THEN
+        RAISE EXCEPTION 'tracestate must be 1 to % printable ASCII characters, got %',
+            lim ->> 'tracestate_max_length', broseph.echo(p_tracestate)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'tracestate';
+    END IF;
+END;
+$_$;
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -369,10 +405,10 @@ CREATE FUNCTION broseph.echo(p_value text) RETURNS text
 $$;
 
 --
--- Name: enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid
+CREATE FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -382,17 +418,19 @@ DECLARE
     rid uuid := gen_random_uuid();
     job_id bigint;
 BEGIN
+    PERFORM broseph.check_trace_context(traceparent, tracestate);
     params := broseph.checked_params(jt.name, jt.fields, params, '', 'params');
     IF jt.fields @? '$.*.default' THEN
         params := (broseph.with_defaults(jt.fields, ARRAY[params]))[1];
     END IF;
-    job_id := broseph.insert_job(jt, params, idempotency_key, rid, run_at, priority, source, retry);
+    job_id := broseph.insert_job(jt, params, idempotency_key, rid, run_at, priority, source, retry,
+                                 traceparent, tracestate);
     IF job_id IS NULL THEN
         -- The key (idempotency or coalesce) is taken: enqueue_many finds the holder, or retries
         -- when a coalesced holder started meanwhile.
         RETURN (broseph.enqueue_many(jt.name, ARRAY[params],
                 CASE WHEN idempotency_key IS NULL THEN NULL ELSE ARRAY[idempotency_key] END,
-                run_at, priority, source, retry))[1];
+                run_at, priority, source, retry, traceparent, tracestate))[1];
     END IF;
     RETURN rid;
 END;
@@ -416,15 +454,17 @@ CREATE FUNCTION broseph.enqueue_limits() RETURNS jsonb
         "priority_max": 10000000,
         "retry_max_attempts_max": 1000,
         "retry_backoff_seconds_max": 86400,
-        "echo_max_length": 40
+        "echo_max_length": 40,
+        "traceparent_length": 55,
+        "tracestate_max_length": 512
     }'::jsonb
 $$;
 
 --
--- Name: enqueue_many(text, jsonb[], text[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: enqueue_many(text, jsonb[], text[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid[]
+CREATE FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -438,6 +478,7 @@ DECLARE
     inserted_count integer;
     key_max integer;
 BEGIN
+    PERFORM broseph.check_trace_context(traceparent, tracestate);
     IF params IS NULL OR array_ndims(params) > 1 OR array_lower(params, 1) <> 1 THEN
         RAISE EXCEPTION '%: params must be a one-dimensional array of JSON objects, got %',
             jt.name, CASE WHEN params IS NULL THEN 'NULL' ELSE 'a differently shaped array' END
@@ -483,7 +524,7 @@ BEGIN
         rids := ARRAY(SELECT CASE WHEN result[i] IS NULL THEN gen_random_uuid() END
                       FROM generate_series(1, n) AS i);
         inserted_count := broseph.insert_jobs(jt, params, keys, rids, run_at, priority,
-                                              source, retry);
+                                              source, retry, traceparent, tracestate);
 
         IF pass = 1 AND inserted_count = n THEN
             -- Every row is new: the record ids are the ones chosen above, in input order.
@@ -646,6 +687,8 @@ CREATE TABLE broseph.job_records (
     finished_at timestamp with time zone,
     next_attempt_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    traceparent text,
+    tracestate text,
     CONSTRAINT job_records_progress_check CHECK (((progress >= 0) AND (progress <= 100))),
     CONSTRAINT job_records_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'retrying'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
@@ -757,10 +800,10 @@ END;
 $$;
 
 --
--- Name: insert_job(broseph.job_types, jsonb, text, uuid, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: insert_job(broseph.job_types, jsonb, text, uuid, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) RETURNS bigint
+CREATE FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -770,12 +813,13 @@ BEGIN
     WITH inserted AS (
         INSERT INTO broseph.job_records AS r
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
-             procrastinate_job_id)
+             procrastinate_job_id, traceparent, tracestate)
         VALUES (p_rid, jt.name, p_params, p_key,
                 CASE WHEN jt.coalesce_fields IS NOT NULL
                      THEN broseph.field_key(jt.name, jt.coalesce_fields, p_params) END,
                 p_source, coalesce((p_retry ->> 'max_attempts')::integer, jt.max_attempts),
-                nextval(pg_get_serial_sequence('public.procrastinate_jobs', 'id')::regclass))
+                nextval(pg_get_serial_sequence('public.procrastinate_jobs', 'id')::regclass),
+                p_traceparent, p_tracestate)
         ON CONFLICT DO NOTHING
         RETURNING r.procrastinate_job_id
     )
@@ -795,10 +839,10 @@ END;
 $$;
 
 --
--- Name: insert_jobs(broseph.job_types, jsonb[], text[], uuid[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: insert_jobs(broseph.job_types, jsonb[], text[], uuid[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) RETURNS integer
+CREATE FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -816,13 +860,13 @@ BEGIN
     ), inserted AS (
         INSERT INTO broseph.job_records AS r
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
-             procrastinate_job_id)
+             procrastinate_job_id, traceparent, tracestate)
         SELECT input.rid, jt.name, input.p, input.k,
                CASE WHEN jt.coalesce_fields IS NOT NULL
                     THEN broseph.field_key(jt.name, jt.coalesce_fields, input.p) END,
                p_source,
                coalesce((p_retry ->> 'max_attempts')::integer, jt.max_attempts),
-               nextval(job_seq)
+               nextval(job_seq), p_traceparent, p_tracestate
           FROM input
         ON CONFLICT DO NOTHING
         RETURNING r.id, r.params, r.procrastinate_job_id
@@ -1385,9 +1429,9 @@ CREATE FUNCTION broseph.security_findings() RETURNS TABLE(object text, role text
                ('public.broseph_job_status', 'TABLE', 'authenticated', 'SELECT',
                 'users read their job records'),
                ('broseph', 'SCHEMA', 'authenticated', 'USAGE', 'users read their job records'),
-               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue'),
-               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue')
     ), missing AS (
         SELECT q.object, q.role, ARRAY[q.privilege],
@@ -1602,10 +1646,10 @@ END;
 $$;
 
 --
--- Name: broseph_enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: broseph_enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid
+CREATE FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1621,7 +1665,9 @@ BEGIN
                            run_at => broseph_enqueue.run_at,
                            priority => broseph_enqueue.priority,
                            source => broseph_enqueue.source,
-                           retry => broseph_enqueue.retry);
+                           retry => broseph_enqueue.retry,
+                           traceparent => broseph_enqueue.traceparent,
+                           tracestate => broseph_enqueue.tracestate);
 EXCEPTION WHEN invalid_parameter_value THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
         hnt = PG_EXCEPTION_HINT, col = COLUMN_NAME;
@@ -1634,10 +1680,10 @@ END;
 $$;
 
 --
--- Name: broseph_enqueue_many(text, jsonb, text[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: broseph_enqueue_many(text, jsonb, text[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid[]
+CREATE FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1664,7 +1710,9 @@ BEGIN
         run_at => broseph_enqueue_many.run_at,
         priority => broseph_enqueue_many.priority,
         source => broseph_enqueue_many.source,
-        retry => broseph_enqueue_many.retry);
+        retry => broseph_enqueue_many.retry,
+        traceparent => broseph_enqueue_many.traceparent,
+        tracestate => broseph_enqueue_many.tracestate);
 EXCEPTION WHEN invalid_parameter_value THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
         hnt = PG_EXCEPTION_HINT, col = COLUMN_NAME;
@@ -3339,6 +3387,13 @@ REVOKE ALL ON FUNCTION broseph.check_retry(p_retry jsonb, p_limits jsonb) FROM P
 GRANT ALL ON FUNCTION broseph.check_retry(p_retry jsonb, p_limits jsonb) TO service_role;
 
 --
+-- Name: FUNCTION check_trace_context(p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) TO service_role;
+
+--
 -- Name: TABLE job_types; Type: ACL; Schema: broseph; Owner: -
 --
 
@@ -3374,11 +3429,11 @@ REVOKE ALL ON FUNCTION broseph.echo(p_value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.echo(p_value text) TO service_role;
 
 --
--- Name: FUNCTION enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION enqueue_limits(); Type: ACL; Schema: broseph; Owner: -
@@ -3388,11 +3443,11 @@ REVOKE ALL ON FUNCTION broseph.enqueue_limits() FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.enqueue_limits() TO service_role;
 
 --
--- Name: FUNCTION enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: TABLE procrastinate_jobs; Type: ACL; Schema: public; Owner: -
@@ -3520,18 +3575,18 @@ REVOKE ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, q
 GRANT ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) TO service_role;
 
 --
--- Name: FUNCTION insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) TO service_role;
 
 --
--- Name: FUNCTION insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION is_date(s text); Type: ACL; Schema: broseph; Owner: -
@@ -3669,18 +3724,18 @@ REVOKE ALL ON FUNCTION broseph.with_defaults(p_spec jsonb, p_params jsonb[]) FRO
 GRANT ALL ON FUNCTION broseph.with_defaults(p_spec jsonb, p_params jsonb[]) TO service_role;
 
 --
--- Name: FUNCTION broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
--- Name: FUNCTION broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION procrastinate_cancel_job_v1(job_id bigint, abort boolean, delete_job boolean); Type: ACL; Schema: public; Owner: -

@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import json
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import bullmq
 import redis.asyncio as aioredis
 import structlog
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from broseph import db, jobs, metrics
+from broseph import db, jobs, metrics, tracing
 from broseph.ingress import IngressHealth, batcher, mapping, sink
 from broseph.logs import scrub
 from broseph.settings import Settings, reveal
@@ -273,25 +277,46 @@ class BullMQIngress:
         log = logger.bind(queue=queue, job_id=delivery.job_id, job_name=sink.pg_text(job.name))
         self._in_flight += 1
         try:
-            try:
-                outcome = await self._move(delivery)
-            except _Quarantined as exc:
-                self._count(queue, "quarantined")
-                log.warning("ingress_quarantined", reason=exc.reason)
-                raise bullmq.UnrecoverableError(exc.reason) from None
-            except Exception as exc:
-                self._count(queue, "error")
-                self._last_error = scrub(str(exc))
-                await self._after_error(job, token, delivery, exc, log)
-                raise
-            self._count(queue, "duplicate" if outcome.duplicate else "enqueued")
-            log.info(
-                "ingress_duplicate" if outcome.duplicate else "ingress_enqueued",
-                record_id=str(outcome.record_id),
-            )
-            return await self.acknowledge(delivery, outcome)
+            with tracing.span(
+                f"ingress {sink.pg_text(job.name)[:100]}",
+                kind=SpanKind.CONSUMER,
+                parent=producer_context(delivery.options),
+                attributes={
+                    "messaging.system": "bullmq",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": sink.pg_text(queue),
+                    "messaging.message.id": sink.pg_text(delivery.job_id),
+                },
+            ):
+                return await self._take_traced(queue, job, token, delivery, log)
         finally:
             self._in_flight -= 1
+
+    async def _take_traced(
+        self,
+        queue: str,
+        job: Any,
+        token: str,
+        delivery: mapping.Delivery,
+        log: structlog.stdlib.BoundLogger,
+    ) -> dict[str, Any]:
+        try:
+            outcome = await self._move(delivery)
+        except _Quarantined as exc:
+            self._count(queue, "quarantined")
+            log.warning("ingress_quarantined", reason=exc.reason)
+            raise bullmq.UnrecoverableError(exc.reason) from None
+        except Exception as exc:
+            self._count(queue, "error")
+            self._last_error = scrub(str(exc))
+            await self._after_error(job, token, delivery, exc, log)
+            raise
+        self._count(queue, "duplicate" if outcome.duplicate else "enqueued")
+        log.info(
+            "ingress_duplicate" if outcome.duplicate else "ingress_enqueued",
+            record_id=str(outcome.record_id),
+        )
+        return await self.acknowledge(delivery, outcome)
 
     async def acknowledge(
         self, delivery: mapping.Delivery, outcome: sink.Outcome
@@ -312,6 +337,11 @@ class BullMQIngress:
             planned = mapping.plan(
                 delivery, self.routes, max_payload_bytes=self.settings.ingress_max_payload_bytes
             )
+            traceparent, tracestate = tracing.current_context()  # this delivery's ingress span
+            if traceparent is not None:
+                planned = dataclasses.replace(
+                    planned, traceparent=traceparent, tracestate=tracestate
+                )
             assert self._batcher is not None
             return await self._batcher.ingest(planned)
         except (mapping.Rejected, sink.Refused) as exc:
@@ -374,3 +404,25 @@ def worker_redis_url(url: str) -> str:
     timeout = max(float(query.get("socket_timeout") or 0), WORKER_SOCKET_TIMEOUT)
     query["socket_timeout"] = f"{timeout:g}"
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+# BullMQ's telemetry (a Queue given a `telemetry`, e.g. bullmq-otel's BullMQOtel in a NestJS
+# producer) stores the producer span's propagation carrier in the job's options, under `tm`
+# (telemetryMetadata) in Redis: {"traceparent": …, "tracestate": …}, or that object as JSON text.
+_CARRIER_MAX_CHARS = 4096
+
+
+def producer_context(options: Mapping[str, Any]) -> Context | None:
+    """
+    The BullMQ producer's trace context carried by a job's options, for the ingress span to
+    continue; None when tracing is off or the job carries none (or nothing valid: ignored).
+    """
+    if not tracing.on():
+        return None
+    carrier = options.get("tm", options.get("telemetryMetadata"))
+    if isinstance(carrier, str) and len(carrier) <= _CARRIER_MAX_CHARS:
+        try:
+            carrier = json.loads(carrier)
+        except ValueError:
+            return None
+    return tracing.context_from(carrier if isinstance(carrier, Mapping) else None)
