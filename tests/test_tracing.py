@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +44,7 @@ from tests.notify_support import (  # noqa: F401  (fixtures)
     world,
 )
 from tests.prompt_support import GOOD, ai_settings, enqueue_prompt, finish
+from tests.secrets_support import Process, command, env
 from tests.standins.openai_server import OpenAIStandIn, Reply
 
 # The example of the W3C Trace Context spec, as a NestJS request span would send it.
@@ -433,3 +436,56 @@ async def test_enqueue_limits_include_the_trace_context(conn):
     limits = (await cur.fetchone())["l"]
     assert limits["traceparent_length"] == len(NEST_TRACEPARENT)
     assert limits["tracestate_max_length"] == 512
+
+
+# --- a worker process, configured by the OTEL_* variables alone -----------------------------------
+
+
+def console_spans(output: str) -> list[dict[str, Any]]:
+    """
+    The spans OpenTelemetry's console exporter printed (one indented JSON object each, its
+    braces alone on their lines), from a process's output mixed with its log lines.
+    """
+    blocks = re.findall(r"^\{\n.*?^\}$", output, flags=re.MULTILINE | re.DOTALL)
+    return [json.loads(block) for block in blocks]
+
+
+async def test_a_worker_process_traces_as_the_otel_variables_say(db_url, conn):
+    gid = await factories.group(conn)
+    cur = await conn.execute(
+        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
+        " 'local_date', '2026-03-01'), traceparent => %s) AS id",
+        (gid, NEST_TRACEPARENT),
+    )
+    rid = (await cur.fetchone())["id"]
+    process = Process(
+        [*command("broseph", "worker"), "--queue", "engagement"],
+        env(
+            DATABASE_URL=db_url,
+            POLL_INTERVAL="0.5",
+            OTEL_TRACES_EXPORTER="console",
+            OTEL_SERVICE_NAME="broseph-test-worker",
+        ),
+    )
+    try:
+        await wait_status(conn, rid, "completed", within=60)
+        assert process.terminate() == 0  # the SDK flushes its spans at exit
+        output = process.output()
+    finally:
+        process.close()
+    spans = console_spans(output)
+    [run] = [s for s in spans if s["name"] == "run ProcessEngagement"]
+    assert run["context"]["trace_id"] == f"0x{NEST_TRACE_ID}"
+    assert run["parent_id"] == f"0x{NEST_SPAN_ID}" and run["kind"] == "SpanKind.CONSUMER"
+    assert run["resource"]["attributes"]["service.name"] == "broseph-test-worker"
+    statements = [
+        s
+        for s in spans
+        if s["parent_id"] == run["context"]["span_id"]
+        and s["attributes"].get("db.system") == "postgresql"
+    ]
+    assert statements, [s["name"] for s in spans]
+    # No SQL span without a parent: the worker's fetches and polls are not traced.
+    assert all(s["parent_id"] for s in spans if s["attributes"].get("db.system"))
+    job_lines = [line for line in output.splitlines() if "job_complete" in line]
+    assert job_lines and all(f"trace_id={NEST_TRACE_ID}" in line for line in job_lines)
