@@ -76,7 +76,7 @@ async def run(
             "messaging.message.id": str(context.job.id),
             "broseph.job_type": job_type.name,
             "broseph.attempt": context.job.attempts + 1,
-            "broseph.record_id": str(record.id) if record else "",
+            **({"broseph.record_id": str(record.id)} if record else {}),
         },
     ):
         await _run(job_type, strategy, context, kwargs)
