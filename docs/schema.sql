@@ -767,10 +767,10 @@ END;
 $$;
 
 --
--- Name: ingress_enqueue(text, text, text, text, text, jsonb, timestamp with time zone, text, jsonb, timestamp with time zone, integer, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: ingress_enqueue(text, text, text, text, text, jsonb, timestamp with time zone, text, jsonb, timestamp with time zone, integer, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) RETURNS record
+CREATE FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text, OUT record_id uuid, OUT duplicate boolean) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -791,7 +791,8 @@ BEGIN
     record_id := broseph.enqueue(ingress_enqueue.job_type, ingress_enqueue.params,
                                  ingress_enqueue.delivery_key, ingress_enqueue.run_at,
                                  ingress_enqueue.priority, ingress_enqueue.source,
-                                 ingress_enqueue.retry);
+                                 ingress_enqueue.retry, ingress_enqueue.traceparent,
+                                 ingress_enqueue.tracestate);
     UPDATE broseph.ingress_receipts r
        SET record_id = ingress_enqueue.record_id
      WHERE r.delivery_key = ingress_enqueue.delivery_key;
@@ -3568,11 +3569,11 @@ REVOKE ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, crea
 GRANT ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, created_from timestamp with time zone, created_to timestamp with time zone, group_id uuid, user_id uuid, idempotency_key text, before_at timestamp with time zone, before_id uuid, max_rows integer) TO service_role;
 
 --
--- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) TO service_role;
+REVOKE ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean) TO service_role;
 
 --
 -- Name: FUNCTION insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
