@@ -41,6 +41,7 @@ from bench import (
     pgbench,
     processing,
     scrub,
+    tracing_off,
     wave,
 )
 from bench.database import BenchDatabase
@@ -63,6 +64,7 @@ BENCHMARKS: tuple[harness.Benchmark, ...] = tuple(
         notify_trigger,
         dashboard,
         scrub,
+        tracing_off,
     )
 )
 

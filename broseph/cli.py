@@ -17,7 +17,7 @@ import psycopg
 import pydantic
 import typer
 
-from broseph import db, logs, problems
+from broseph import db, logs, problems, tracing
 from broseph.dashboard.cli import dashboard_command
 from broseph.ingress.cli import ingress_cli
 from broseph.ops.cli import health_command, jobs_cli
@@ -59,6 +59,7 @@ def options(
 def _setup_logging() -> None:
     settings = get_settings()
     logs.configure(settings.log_format, settings.log_level)
+    tracing.configure()  # OTEL_TRACES_EXPORTER unset: tracing stays off
 
 
 @cli.command()

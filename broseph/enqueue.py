@@ -6,6 +6,10 @@ procrastinate job become visible when the caller commits, together with its own 
 if it rolls back. They call the same SQL contract as every other producer (migrations/0004,
 0010, 0015).
 
+With tracing on (broseph/tracing.py) each call is an `enqueue <JobType>` span (PRODUCER) whose
+context is stored with the job record(s) (migrations/0024): every attempt of the job runs as
+its child, in the caller's trace.
+
 Arguments are checked by the SQL contract, where every limit is defined once
 (`broseph.enqueue_limits()`); its refusals (SQLSTATE 22023, the argument in the error's column
 field) come back as `EnqueueError`, carrying the same argument name. Only what Postgres cannot
@@ -24,9 +28,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
-from broseph import sql
+from broseph import sql, tracing
 
 if TYPE_CHECKING:
     # Only the type: the job modules import this module to enqueue follow-ups, and a producer
@@ -70,8 +75,13 @@ async def enqueue(
         "idempotency_key": _text("idempotency_key", idempotency_key),
         **_scalars(run_at, priority, source, retry),
     }
-    with _refusals():
-        record_id = await sql.value(conn, "enqueue", arguments)
+    with _span(payload.job_type, source, 1) as span:
+        traceparent, tracestate = tracing.current_context()
+        with _refusals():
+            record_id = await sql.value(
+                conn, "enqueue", {**arguments, "traceparent": traceparent, "tracestate": tracestate}
+            )
+        tracing.set_attributes(span, {"broseph.record_id": str(record_id)})
     return uuid.UUID(str(record_id))
 
 
@@ -107,18 +117,38 @@ async def enqueue_many(
     )
     scalars = _scalars(run_at, priority, source, retry)
     ids: list[uuid.UUID] = []
-    for start in range(0, len(payloads), chunk_size):
-        chunk = payloads[start : start + chunk_size]
-        arguments = {
-            "job_type": job_type,
-            "params": [Jsonb(p.to_params()) for p in chunk],
-            "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
-            **scalars,
-        }
-        with _refusals(offset=start):
-            record_ids = await sql.value(conn, "enqueue_many", arguments)
-        ids.extend(uuid.UUID(str(v)) for v in record_ids)
+    with _span(job_type, source, len(payloads)):
+        traceparent, tracestate = tracing.current_context()
+        for start in range(0, len(payloads), chunk_size):
+            chunk = payloads[start : start + chunk_size]
+            arguments = {
+                "job_type": job_type,
+                "params": [Jsonb(p.to_params()) for p in chunk],
+                "idempotency_keys": keys[start : start + chunk_size] if keys is not None else None,
+                **scalars,
+                "traceparent": traceparent,
+                "tracestate": tracestate,
+            }
+            with _refusals(offset=start):
+                record_ids = await sql.value(conn, "enqueue_many", arguments)
+            ids.extend(uuid.UUID(str(v)) for v in record_ids)
     return ids
+
+
+def _span(job_type: str, source: str, count: int) -> contextlib.AbstractContextManager[Any]:
+    # The producer span of one call (a no-op when tracing is off); its context is stored with
+    # the record(s), so every attempt of the job continues this trace.
+    return tracing.span(
+        f"enqueue {job_type}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "broseph",
+            "messaging.operation.type": "send",
+            "broseph.job_type": job_type,
+            "broseph.source": source,
+            "messaging.batch.message_count": count,
+        },
+    )
 
 
 def _scalars(

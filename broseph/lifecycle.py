@@ -8,6 +8,10 @@ Status changes are NOT written here: the queue row moves (procrastinate fetch / 
 and the trigger in migrations/0003 moves the record in the same transaction. This module writes
 only what the queue row cannot carry — the reason of a failure, progress, a result — and logs
 `job_start`, `job_complete` (duration_ms) and `job_failed` (attempt, error, retrying).
+
+With tracing on, each attempt is a `run <JobType>` span (CONSUMER) whose parent is the trace
+context stored with the record (migrations/0024): the enqueue's span, in the producer's trace
+(broseph/tracing.py). Every log line of the attempt carries its trace_id.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Any
 
 import procrastinate
 import structlog
+from opentelemetry.trace import SpanKind
 from procrastinate import exceptions, job_context
 from procrastinate.retry import RetryDecision
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from broseph import engine, error_reports, metrics, records, services
+from broseph import engine, error_reports, metrics, records, services, tracing
 from broseph.errors import PermanentJobError
 from broseph.jobs.base import JobRun, JobType, Periodic
 from broseph.logs import scrub
@@ -49,6 +54,37 @@ def register(app: procrastinate.App, job_type: JobType) -> None:
 
 
 async def run(
+    job_type: JobType,
+    strategy: JobRetry,
+    context: job_context.JobContext,
+    kwargs: dict[str, Any],
+) -> None:
+    if not tracing.on():
+        await _run(job_type, strategy, context, kwargs)
+        return
+    # The record the worker's fetch read with the job carries the producer's trace context.
+    record = engine.record_of(context.job)
+    parent = tracing.context_from(
+        {"traceparent": record.traceparent, "tracestate": record.tracestate} if record else None
+    )
+    with tracing.span(
+        f"run {job_type.name}",
+        kind=SpanKind.CONSUMER,
+        parent=parent,
+        attributes={
+            "messaging.system": "broseph",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": job_type.queue,
+            "messaging.message.id": str(context.job.id),
+            "broseph.job_type": job_type.name,
+            "broseph.attempt": context.job.attempts + 1,
+            **({"broseph.record_id": str(record.id)} if record else {}),
+        },
+    ):
+        await _run(job_type, strategy, context, kwargs)
+
+
+async def _run(
     job_type: JobType,
     strategy: JobRetry,
     context: job_context.JobContext,

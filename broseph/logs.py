@@ -24,6 +24,7 @@ from collections.abc import MutableMapping
 from typing import Any, Final
 
 import structlog
+from opentelemetry import trace
 
 # Keys whose values are secret or private wherever they appear (device tokens, FCM ids, API keys,
 # credentials, message bodies). Matching is case-insensitive on the whole key, or on its ending.
@@ -126,6 +127,21 @@ def redact_secrets(
     return event_dict
 
 
+def add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """
+    structlog processor: `trace_id` and `span_id` of the current span (broseph/tracing.py), when
+    one is, so a traced job's log lines lead to its trace and back. Without tracing there is
+    never a valid span: one context lookup, nothing added.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict
+
+
 # Tracebacks as plain text, never with local variables: the one exception renderer of both chains.
 _render_exceptions = structlog.processors.ExceptionRenderer()
 
@@ -158,6 +174,7 @@ def configure(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     # Exceptions become text before redaction, so the scrubber sees the whole traceback.
     last: list[Any] = [_render_exceptions, redact_secrets]

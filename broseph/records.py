@@ -40,6 +40,9 @@ class Record:
     attempts: int
     max_attempts: int
     source: str
+    # The producer's W3C trace context (migrations/0024), the parent of each attempt's span.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record | None:
@@ -62,7 +65,15 @@ def fetched(row: dict[str, Any]) -> Record | None:
     return Record(**record, status="processing", attempts=row["attempts"] + 1)
 
 
-_FETCHED_COLUMNS = ("id", "job_type", "params", "max_attempts", "source")
+_FETCHED_COLUMNS = (
+    "id",
+    "job_type",
+    "params",
+    "max_attempts",
+    "source",
+    "traceparent",
+    "tracestate",
+)
 
 
 class ProgressReporter:

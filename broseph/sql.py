@@ -21,6 +21,7 @@ from psycopg.rows import dict_row, tuple_row
 Params = Mapping[str, Any] | None
 
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z0-9_]+)\s*$", re.MULTILINE)
+_LEADING_COMMENTS = re.compile(r"\A(?:[ \t]*--[^\n]*\n)+")
 
 
 def parse(text: str) -> dict[str, str]:
@@ -34,7 +35,10 @@ def parse(text: str) -> dict[str, str]:
         name = match.group("name")
         if name in found:
             raise ValueError(f"query {name!r} is defined twice")
-        found[name] = text[match.end() : end].strip()
+        # The description lines stay in the file: the statement sent starts with its first
+        # keyword (what tracing names a statement's span after, and what pg_stat_activity shows).
+        body = text[match.end() : end].strip()
+        found[name] = _LEADING_COMMENTS.sub("", body)
     return found
 
 

@@ -137,6 +137,42 @@ BEGIN
 END;
 $_$;
 
+--
+-- Name: check_trace_context(text, text); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    lim jsonb := broseph.enqueue_limits();
+BEGIN
+    IF p_traceparent IS NULL THEN
+        IF p_tracestate IS NOT NULL THEN
+            RAISE EXCEPTION 'tracestate needs a traceparent (both come from the same trace context)'
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'tracestate';
+        END IF;
+        RETURN;
+    END IF;
+    IF length(p_traceparent) <> (lim ->> 'traceparent_length')::integer
+        OR p_traceparent !~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+        OR substr(p_traceparent, 4, 32) = repeat('0', 32)
+        OR substr(p_traceparent, 37, 16) = repeat('0', 16) THEN
+        RAISE EXCEPTION 'traceparent must be a W3C trace context, 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags> (lowercase, ids not all zero), got %',
+            broseph.echo(p_traceparent)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'traceparent';
+    END IF;
+    IF p_tracestate IS NOT NULL
+        AND (length(p_tracestate) NOT BETWEEN 1 AND (lim ->> 'tracestate_max_length')::integer
+             OR p_tracestate ~ '[^ -~]') THEN
+        RAISE EXCEPTION 'tracestate must be 1 to % printable ASCII characters, got %',
+            lim ->> 'tracestate_max_length', broseph.echo(p_tracestate)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'tracestate';
+    END IF;
+END;
+$_$;
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -369,10 +405,10 @@ CREATE FUNCTION broseph.echo(p_value text) RETURNS text
 $$;
 
 --
--- Name: enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid
+CREATE FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
@@ -383,17 +419,19 @@ DECLARE
     rid uuid := gen_random_uuid();
     job_id bigint;
 BEGIN
+    PERFORM broseph.check_trace_context(traceparent, tracestate);
     params := broseph.checked_params(jt.name, jt.fields, params, '', 'params');
     IF jt.fields @? '$.*.default' THEN
         params := (broseph.with_defaults(jt.fields, ARRAY[params]))[1];
     END IF;
-    job_id := broseph.insert_job(jt, params, idempotency_key, rid, run_at, priority, source, retry);
+    job_id := broseph.insert_job(jt, params, idempotency_key, rid, run_at, priority, source, retry,
+                                 traceparent, tracestate);
     IF job_id IS NULL THEN
         -- The key (idempotency or coalesce) is taken: enqueue_many finds the holder, or retries
         -- when a coalesced holder started meanwhile.
         RETURN (broseph.enqueue_many(jt.name, ARRAY[params],
                 CASE WHEN idempotency_key IS NULL THEN NULL ELSE ARRAY[idempotency_key] END,
-                run_at, priority, source, retry))[1];
+                run_at, priority, source, retry, traceparent, tracestate))[1];
     END IF;
     RETURN rid;
 END;
@@ -417,15 +455,17 @@ CREATE FUNCTION broseph.enqueue_limits() RETURNS jsonb
         "priority_max": 10000000,
         "retry_max_attempts_max": 1000,
         "retry_backoff_seconds_max": 86400,
-        "echo_max_length": 40
+        "echo_max_length": 40,
+        "traceparent_length": 55,
+        "tracestate_max_length": 512
     }'::jsonb
 $$;
 
 --
--- Name: enqueue_many(text, jsonb[], text[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: enqueue_many(text, jsonb[], text[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid[]
+CREATE FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'sql'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET jit TO 'off'
@@ -440,6 +480,7 @@ DECLARE
     inserted_count integer;
     key_max integer;
 BEGIN
+    PERFORM broseph.check_trace_context(traceparent, tracestate);
     IF params IS NULL OR array_ndims(params) > 1 OR array_lower(params, 1) <> 1 THEN
         RAISE EXCEPTION '%: params must be a one-dimensional array of JSON objects, got %',
             jt.name, CASE WHEN params IS NULL THEN 'NULL' ELSE 'a differently shaped array' END
@@ -485,7 +526,7 @@ BEGIN
         rids := ARRAY(SELECT CASE WHEN result[i] IS NULL THEN gen_random_uuid() END
                       FROM generate_series(1, n) AS i);
         inserted_count := broseph.insert_jobs(jt, params, keys, rids, run_at, priority,
-                                              source, retry);
+                                              source, retry, traceparent, tracestate);
 
         IF pass = 1 AND inserted_count = n THEN
             -- Every row is new: the record ids are the ones chosen above, in input order.
@@ -648,6 +689,8 @@ CREATE TABLE broseph.job_records (
     finished_at timestamp with time zone,
     next_attempt_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    traceparent text,
+    tracestate text,
     CONSTRAINT job_records_progress_check CHECK (((progress >= 0) AND (progress <= 100))),
     CONSTRAINT job_records_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'retrying'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
@@ -726,10 +769,10 @@ END;
 $$;
 
 --
--- Name: ingress_enqueue(text, text, text, text, text, jsonb, timestamp with time zone, text, jsonb, timestamp with time zone, integer, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: ingress_enqueue(text, text, text, text, text, jsonb, timestamp with time zone, text, jsonb, timestamp with time zone, integer, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) RETURNS record
+CREATE FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text, OUT record_id uuid, OUT duplicate boolean) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -750,7 +793,8 @@ BEGIN
     record_id := broseph.enqueue(ingress_enqueue.job_type, ingress_enqueue.params,
                                  ingress_enqueue.delivery_key, ingress_enqueue.run_at,
                                  ingress_enqueue.priority, ingress_enqueue.source,
-                                 ingress_enqueue.retry);
+                                 ingress_enqueue.retry, ingress_enqueue.traceparent,
+                                 ingress_enqueue.tracestate);
     UPDATE broseph.ingress_receipts r
        SET record_id = ingress_enqueue.record_id
      WHERE r.delivery_key = ingress_enqueue.delivery_key;
@@ -759,10 +803,10 @@ END;
 $$;
 
 --
--- Name: insert_job(broseph.job_types, jsonb, text, uuid, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: insert_job(broseph.job_types, jsonb, text, uuid, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) RETURNS bigint
+CREATE FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
@@ -772,12 +816,13 @@ BEGIN
     WITH inserted AS (
         INSERT INTO broseph.job_records AS r
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
-             procrastinate_job_id)
+             procrastinate_job_id, traceparent, tracestate)
         VALUES (p_rid, jt.name, p_params, p_key,
                 CASE WHEN jt.coalesce_fields IS NOT NULL
                      THEN broseph.field_key(jt.name, jt.coalesce_fields, p_params) END,
                 p_source, coalesce((p_retry ->> 'max_attempts')::integer, jt.max_attempts),
-                nextval(pg_get_serial_sequence('public.procrastinate_jobs', 'id')::regclass))
+                nextval(pg_get_serial_sequence('public.procrastinate_jobs', 'id')::regclass),
+                p_traceparent, p_tracestate)
         ON CONFLICT DO NOTHING
         RETURNING r.procrastinate_job_id
     )
@@ -797,10 +842,10 @@ END;
 $$;
 
 --
--- Name: insert_jobs(broseph.job_types, jsonb[], text[], uuid[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
+-- Name: insert_jobs(broseph.job_types, jsonb[], text[], uuid[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
-CREATE FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) RETURNS integer
+CREATE FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text DEFAULT NULL::text, p_tracestate text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     SET jit TO 'off'
@@ -826,7 +871,7 @@ BEGIN
     ), inserted AS (
         INSERT INTO broseph.job_records AS r
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
-             procrastinate_job_id)
+             procrastinate_job_id, traceparent, tracestate)
         SELECT input.rid, jt.name, input.p, input.k,
                CASE n_coalesce
                    WHEN 0 THEN NULL
@@ -838,7 +883,7 @@ BEGIN
                                || ':' || coalesce(input.p ->> cf[3], '')
                    ELSE broseph.field_key(jt.name, cf, input.p)
                END,
-               p_source, v_max_attempts, nextval(job_seq)
+               p_source, v_max_attempts, nextval(job_seq), p_traceparent, p_tracestate
           FROM input
         ON CONFLICT DO NOTHING
         RETURNING r.id, r.params, r.procrastinate_job_id
@@ -1538,9 +1583,9 @@ CREATE FUNCTION broseph.security_findings() RETURNS TABLE(object text, role text
                ('public.broseph_job_status', 'TABLE', 'authenticated', 'SELECT',
                 'users read their job records'),
                ('broseph', 'SCHEMA', 'authenticated', 'USAGE', 'users read their job records'),
-               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue'),
-               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue')
     ), missing AS (
         SELECT q.object, q.role, ARRAY[q.privilege],
@@ -1755,10 +1800,10 @@ END;
 $$;
 
 --
--- Name: broseph_enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: broseph_enqueue(text, jsonb, text, timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid
+CREATE FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1774,7 +1819,9 @@ BEGIN
                            run_at => broseph_enqueue.run_at,
                            priority => broseph_enqueue.priority,
                            source => broseph_enqueue.source,
-                           retry => broseph_enqueue.retry);
+                           retry => broseph_enqueue.retry,
+                           traceparent => broseph_enqueue.traceparent,
+                           tracestate => broseph_enqueue.tracestate);
 EXCEPTION WHEN invalid_parameter_value THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
         hnt = PG_EXCEPTION_HINT, col = COLUMN_NAME;
@@ -1787,10 +1834,10 @@ END;
 $$;
 
 --
--- Name: broseph_enqueue_many(text, jsonb, text[], timestamp with time zone, integer, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: broseph_enqueue_many(text, jsonb, text[], timestamp with time zone, integer, text, jsonb, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb) RETURNS uuid[]
+CREATE FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[] DEFAULT NULL::text[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, source text DEFAULT 'rpc'::text, retry jsonb DEFAULT NULL::jsonb, traceparent text DEFAULT NULL::text, tracestate text DEFAULT NULL::text) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1817,7 +1864,9 @@ BEGIN
         run_at => broseph_enqueue_many.run_at,
         priority => broseph_enqueue_many.priority,
         source => broseph_enqueue_many.source,
-        retry => broseph_enqueue_many.retry);
+        retry => broseph_enqueue_many.retry,
+        traceparent => broseph_enqueue_many.traceparent,
+        tracestate => broseph_enqueue_many.tracestate);
 EXCEPTION WHEN invalid_parameter_value THEN
     GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
         hnt = PG_EXCEPTION_HINT, col = COLUMN_NAME;
@@ -3486,6 +3535,13 @@ REVOKE ALL ON FUNCTION broseph.check_retry(p_retry jsonb, p_limits jsonb) FROM P
 GRANT ALL ON FUNCTION broseph.check_retry(p_retry jsonb, p_limits jsonb) TO service_role;
 
 --
+-- Name: FUNCTION check_trace_context(p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.check_trace_context(p_traceparent text, p_tracestate text) TO service_role;
+
+--
 -- Name: TABLE job_types; Type: ACL; Schema: broseph; Owner: -
 --
 
@@ -3521,11 +3577,11 @@ REVOKE ALL ON FUNCTION broseph.echo(p_value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.echo(p_value text) TO service_role;
 
 --
--- Name: FUNCTION enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION enqueue_limits(); Type: ACL; Schema: broseph; Owner: -
@@ -3535,11 +3591,11 @@ REVOKE ALL ON FUNCTION broseph.enqueue_limits() FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.enqueue_limits() TO service_role;
 
 --
--- Name: FUNCTION enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.enqueue_many(job_type text, params jsonb[], idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: TABLE procrastinate_jobs; Type: ACL; Schema: public; Owner: -
@@ -3660,25 +3716,25 @@ REVOKE ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, crea
 GRANT ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, created_from timestamp with time zone, created_to timestamp with time zone, group_id uuid, user_id uuid, idempotency_key text, before_at timestamp with time zone, before_id uuid, max_rows integer) TO service_role;
 
 --
--- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean) TO service_role;
+REVOKE ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean) TO service_role;
 
 --
--- Name: FUNCTION insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.insert_job(jt broseph.job_types, p_params jsonb, p_key text, p_rid uuid, p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) TO service_role;
 
 --
--- Name: FUNCTION insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb); Type: ACL; Schema: broseph; Owner: -
+-- Name: FUNCTION insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text); Type: ACL; Schema: broseph; Owner: -
 --
 
-REVOKE ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.insert_jobs(jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamp with time zone, p_priority integer, p_source text, p_retry jsonb, p_traceparent text, p_tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION is_date(s text); Type: ACL; Schema: broseph; Owner: -
@@ -3837,18 +3893,18 @@ REVOKE ALL ON FUNCTION broseph.with_defaults(p_spec jsonb, p_params jsonb[]) FRO
 GRANT ALL ON FUNCTION broseph.with_defaults(p_spec jsonb, p_params jsonb[]) TO service_role;
 
 --
--- Name: FUNCTION broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.broseph_enqueue(job_type text, params jsonb, idempotency_key text, run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
--- Name: FUNCTION broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text); Type: ACL; Schema: public; Owner: -
 --
 
-REVOKE ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb) TO service_role;
+REVOKE ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.broseph_enqueue_many(job_type text, params jsonb, idempotency_keys text[], run_at timestamp with time zone, priority integer, source text, retry jsonb, traceparent text, tracestate text) TO service_role;
 
 --
 -- Name: FUNCTION procrastinate_cancel_job_v1(job_id bigint, abort boolean, delete_job boolean); Type: ACL; Schema: public; Owner: -

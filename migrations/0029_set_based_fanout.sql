@@ -116,7 +116,8 @@ REVOKE ALL ON FUNCTION broseph.params_screen_exact(jsonb, jsonb[]) FROM PUBLIC;
 -- by ':' — written out for 1 to 3 fields, so a batch builds them without a call per row.
 CREATE OR REPLACE FUNCTION broseph.insert_jobs(
     jt broseph.job_types, p_params jsonb[], p_keys text[], p_rids uuid[], p_run_at timestamptz,
-    p_priority integer, p_source text, p_retry jsonb
+    p_priority integer, p_source text, p_retry jsonb,
+    p_traceparent text DEFAULT NULL, p_tracestate text DEFAULT NULL
 ) RETURNS integer
     LANGUAGE plpgsql
     SET search_path = pg_catalog, public, pg_temp
@@ -143,7 +144,7 @@ BEGIN
     ), inserted AS (
         INSERT INTO broseph.job_records AS r
             (id, job_type, params, idempotency_key, coalesce_key, source, max_attempts,
-             procrastinate_job_id)
+             procrastinate_job_id, traceparent, tracestate)
         SELECT input.rid, jt.name, input.p, input.k,
                CASE n_coalesce
                    WHEN 0 THEN NULL
@@ -155,7 +156,7 @@ BEGIN
                                || ':' || coalesce(input.p ->> cf[3], '')
                    ELSE broseph.field_key(jt.name, cf, input.p)
                END,
-               p_source, v_max_attempts, nextval(job_seq)
+               p_source, v_max_attempts, nextval(job_seq), p_traceparent, p_tracestate
           FROM input
         ON CONFLICT DO NOTHING
         RETURNING r.id, r.params, r.procrastinate_job_id
@@ -183,7 +184,8 @@ BEGIN
 END;
 $$;
 
-ALTER FUNCTION broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb)
+ALTER FUNCTION broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb,
+                                    text, text)
     SET jit = off;
-ALTER FUNCTION broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb)
+ALTER FUNCTION broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb, text, text)
     SET jit = off;

@@ -166,10 +166,14 @@ async def wait_consuming(ingress: BullMQIngress, within: float = 15.0) -> None:
 
 
 def node_publish(
-    queue: str, items: list[dict[str, Any]], redis_url: str = REDIS_URL
+    queue: str,
+    items: list[dict[str, Any]],
+    redis_url: str = REDIS_URL,
+    traceparent: str | None = None,
 ) -> list[dict[str, Any]]:
     """
     Publish with the real npm bullmq through tests/node/producer.mjs; returns id/name/timestamp.
+    With `traceparent`, bullmq's telemetry stores that producer context with each job.
     """
     if not (NODE_DIR / "node_modules" / "bullmq").is_dir():
         raise AssertionError("tests/node has no node_modules: run `npm ci` in tests/node")
@@ -178,7 +182,11 @@ def node_publish(
         input=json.dumps(items),
         capture_output=True,
         text=True,
-        env={**os.environ, "REDIS_URL": redis_url},
+        env={
+            **os.environ,
+            "REDIS_URL": redis_url,
+            **({"TRACEPARENT": traceparent} if traceparent else {}),
+        },
         timeout=60,
         check=False,
     )

@@ -278,8 +278,10 @@ async def test_enqueue_functions_are_definer_pinned_and_service_role_only(conn):
     )
     rows = await cur.fetchall()
     assert [r["name"] for r in rows] == [
-        "broseph.enqueue(text,jsonb,text,timestamp with time zone,integer,text,jsonb)",
-        "broseph.enqueue_many(text,jsonb[],text[],timestamp with time zone,integer,text,jsonb)",
+        # 0024 added the trace context (traceparent, tracestate) as two last defaulted arguments.
+        "broseph.enqueue(text,jsonb,text,timestamp with time zone,integer,text,jsonb,text,text)",
+        "broseph.enqueue_many(text,jsonb[],text[],timestamp with time zone,integer,text,jsonb,"
+        "text,text)",
     ]
     for row in rows:
         assert row["prosecdef"], row["name"]

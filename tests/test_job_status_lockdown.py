@@ -139,7 +139,7 @@ async def test_migrate_repairs_the_read_path_and_health_reports_it_before(
         " every job record is readable through it (run broseph migrate)",
         "supabase_realtime publishes internals of broseph.job_records (coalesce_key,"
         " idempotency_key, last_error, max_attempts, params, procrastinate_job_id, result,"
-        " source) (run broseph migrate)",
+        " source, traceparent, tracestate) (run broseph migrate)",
     ):
         assert expected in problems, problems
 

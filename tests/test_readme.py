@@ -34,6 +34,8 @@ SAMPLES: dict[str, Callable[[World], str]] = {
     "user_id": lambda w: str(w.member_id),
     "body": lambda w: "hello from the README",
     "local_date": lambda w: "2026-03-01",
+    # A W3C trace context, as OpenTelemetry's propagation.inject gives it (README, "Tracing").
+    "traceparent": lambda w: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 }
 
 

@@ -97,9 +97,9 @@ async def test_no_client_role_holds_any_privilege_on_queue_or_internals(conn):
     # service_role, the producers' role, may enqueue; nobody else may.
     cur = await conn.execute(
         "SELECT has_function_privilege('service_role', 'broseph.enqueue(text, jsonb, text,"
-        " timestamptz, integer, text, jsonb)', 'EXECUTE') AS one,"
+        " timestamptz, integer, text, jsonb, text, text)', 'EXECUTE') AS one,"
         " has_function_privilege('service_role', 'broseph.enqueue_many(text, jsonb[], text[],"
-        " timestamptz, integer, text, jsonb)', 'EXECUTE') AS many"
+        " timestamptz, integer, text, jsonb, text, text)', 'EXECUTE') AS many"
     )
     assert await cur.fetchone() == {"one": True, "many": True}
 

@@ -16,11 +16,14 @@ from broseph.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def documented() -> dict[str, str]:
+def documented(*, otel: bool = False) -> dict[str, str]:
+    """
+    The variables .env.example documents: broseph's settings, or (otel=True) OpenTelemetry's.
+    """
     found: dict[str, str] = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
         match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
-        if match:
+        if match and match.group(1).startswith("OTEL_") == otel:
             found[match.group(1)] = match.group(2)
     return found
 
@@ -28,6 +31,26 @@ def documented() -> dict[str, str]:
 def test_every_setting_is_in_env_example_and_nothing_else():
     fields = {name.upper() for name in Settings.model_fields}
     assert set(documented()) == fields
+
+
+def test_every_otel_variable_in_env_example_is_one_opentelemetry_reads():
+    # OTEL_* are OpenTelemetry's, not Settings: each documented one must be a variable its SDK
+    # reads (the names its own modules define), and the two broseph decides on must be read by
+    # broseph/tracing.py.
+    from opentelemetry import environment_variables as api_variables
+    from opentelemetry.sdk import environment_variables as sdk_variables
+
+    known = {
+        value
+        for module in (api_variables, sdk_variables)
+        for name, value in vars(module).items()
+        if name.startswith("OTEL_") and isinstance(value, str)
+    }
+    otel = documented(otel=True)
+    assert otel and set(otel) <= known, set(otel) - known
+    tracing_py = (ROOT / "broseph" / "tracing.py").read_text()
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED"):
+        assert name in otel and f'"{name}"' in tracing_py, name
 
 
 def test_every_documented_setting_has_a_comment():

@@ -31,8 +31,9 @@ CLIENT = ROOT / "clients" / "typescript"
 TSC = CLIENT / "node_modules" / ".bin" / "tsc"
 TYPE_TESTS = CLIENT / "type-tests" / "fields.ts"
 RPC_FUNCTIONS = (
-    "public.broseph_enqueue(text, jsonb, text, timestamptz, integer, text, jsonb)",
-    "public.broseph_enqueue_many(text, jsonb, text[], timestamptz, integer, text, jsonb)",
+    "public.broseph_enqueue(text, jsonb, text, timestamptz, integer, text, jsonb, text, text)",
+    "public.broseph_enqueue_many(text, jsonb, text[], timestamptz, integer, text, jsonb, text,"
+    " text)",
 )
 
 

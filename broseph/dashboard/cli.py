@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from broseph import db, logs
+from broseph import db, logs, tracing
 from broseph.settings import Settings, get_settings
 
 
@@ -31,6 +31,7 @@ def dashboard_command(
     """
     settings = get_settings()
     logs.configure(settings.log_format, settings.log_level)
+    tracing.configure()  # OTEL_TRACES_EXPORTER unset: tracing stays off
     try:
         import uvicorn
 

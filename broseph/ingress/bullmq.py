@@ -21,20 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import json
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bullmq
 import redis.asyncio as aioredis
 import structlog
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from broseph import db, jobs, metrics
+from broseph import db, jobs, metrics, tracing
 from broseph.ingress import IngressHealth, batcher, consumer, mapping, sink
 from broseph.logs import scrub
 from broseph.settings import Settings, reveal
@@ -318,9 +322,27 @@ class BullMQIngress:
         )
 
     def _plan(self, delivery: mapping.Delivery) -> mapping.Plan:
-        return mapping.plan(
-            delivery, self.routes, max_payload_bytes=self.settings.ingress_max_payload_bytes
-        )
+        # One CONSUMER span per delivery, continuing the BullMQ producer's trace when the job
+        # carries one; its context is stored with the record, so the job's attempts continue it.
+        # (The commit is the batch's, one statement for many deliveries: not inside this span.)
+        with tracing.span(
+            f"ingress {sink.pg_text(delivery.name)[:100]}",
+            kind=SpanKind.CONSUMER,
+            parent=producer_context(delivery.options),
+            attributes={
+                "messaging.system": "bullmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": sink.pg_text(delivery.queue),
+                "messaging.message.id": sink.pg_text(delivery.job_id),
+            },
+        ):
+            planned = mapping.plan(
+                delivery, self.routes, max_payload_bytes=self.settings.ingress_max_payload_bytes
+            )
+            traceparent, tracestate = tracing.current_context()
+        if traceparent is None:
+            return planned
+        return dataclasses.replace(planned, traceparent=traceparent, tracestate=tracestate)
 
     def _connections(self) -> AsyncConnectionPool[Any]:
         assert self._pool is not None
@@ -435,3 +457,25 @@ def worker_redis_url(url: str) -> str:
     timeout = max(float(query.get("socket_timeout") or 0), WORKER_SOCKET_TIMEOUT)
     query["socket_timeout"] = f"{timeout:g}"
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+# BullMQ's telemetry (a Queue given a `telemetry`, e.g. bullmq-otel's BullMQOtel in a NestJS
+# producer) stores the producer span's propagation carrier in the job's options, under `tm`
+# (telemetryMetadata) in Redis: {"traceparent": …, "tracestate": …}, or that object as JSON text.
+_CARRIER_MAX_CHARS = 4096
+
+
+def producer_context(options: Mapping[str, Any]) -> Context | None:
+    """
+    The BullMQ producer's trace context carried by a job's options, for the ingress span to
+    continue; None when tracing is off or the job carries none (or nothing valid: ignored).
+    """
+    if not tracing.on():
+        return None
+    carrier = options.get("tm", options.get("telemetryMetadata"))
+    if isinstance(carrier, str) and len(carrier) <= _CARRIER_MAX_CHARS:
+        try:
+            carrier = json.loads(carrier)
+        except ValueError:
+            return None
+    return tracing.context_from(carrier if isinstance(carrier, Mapping) else None)

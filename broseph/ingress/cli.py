@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import psycopg
 import typer
 
-from broseph import db, logs, migrate
+from broseph import db, logs, migrate, tracing
 from broseph.problems import FIX_CONFIG, Problem
 from broseph.settings import Settings, get_settings, reveal
 
@@ -45,6 +45,7 @@ ingress_cli.add_typer(quarantine_cli, name="quarantine")
 def _settings() -> Settings:
     settings = get_settings()
     logs.configure(settings.log_format, settings.log_level)
+    tracing.configure()  # OTEL_TRACES_EXPORTER unset: tracing stays off
     return settings
 
 

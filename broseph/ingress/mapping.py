@@ -156,6 +156,10 @@ class Plan:
     run_at: datetime.datetime | None
     priority: int
     retry: dict[str, Any] | None
+    # The W3C trace context of the delivery's ingress span (broseph/tracing.py), stored with the
+    # record so the job's attempts continue the producer's trace; None without tracing.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 class _Backoff(BaseModel):

@@ -71,7 +71,7 @@ async def ingest_many(conn: psycopg.AsyncConnection[Any], plans: Sequence[Plan])
 
 _COLUMNS = (
     "delivery_key", "source", "queue", "job_id", "job_name", "options", "produced_at",
-    "job_type", "params", "run_at", "priority", "retry",
+    "job_type", "params", "run_at", "priority", "retry", "traceparent", "tracestate",
 )  # fmt: skip
 
 
@@ -90,6 +90,8 @@ def _row(plan: Plan) -> dict[str, Any]:
         "run_at": plan.run_at,
         "priority": plan.priority,
         "retry": Jsonb(plan.retry) if plan.retry else None,
+        "traceparent": plan.traceparent,
+        "tracestate": plan.tracestate,
     }
 
 

@@ -20,7 +20,7 @@ import psycopg
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import utils
 
-from broseph import error_reports, jobs, logs, migrate, problems, services
+from broseph import error_reports, jobs, logs, migrate, problems, services, tracing
 from broseph.ops import metrics_server
 from broseph.ops.connector import DatabaseUnavailable
 from broseph.problems import FIX_CONFIG, Problem
@@ -42,6 +42,7 @@ class WorkerApp(procrastinate.App):
     def open_async(self, pool: Any = None) -> utils.AwaitableContext[procrastinate.App]:
         if self.owns_logging:
             logs.configure(self.settings.log_format, self.settings.log_level)
+            tracing.configure()  # OTEL_TRACES_EXPORTER unset: tracing stays off
         return super().open_async(pool)
 
     async def run_worker_async(self, **kwargs: Any) -> None:

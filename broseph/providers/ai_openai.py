@@ -18,8 +18,10 @@ from typing import Final
 import openai
 import pydantic
 from openai.types.chat import ChatCompletionMessageParam, ParsedChatCompletion
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
+from broseph import tracing
 from broseph.providers.ai import (
     MAX_FOLLOW_UP_CHARS,
     MAX_PROMPT_CHARS,
@@ -139,6 +141,32 @@ class OpenAIPromptGenerator:
                 await asyncio.sleep(delay)
 
     async def _request(
+        self, messages: list[ChatCompletionMessageParam]
+    ) -> ParsedChatCompletion[ConversationPrompt]:
+        # One span per HTTP request (each retry its own), a child of the job's attempt span;
+        # the prompt and the reply stay out of it, as they stay out of the logs.
+        with tracing.span(
+            f"chat {self._model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.system": "openai",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": self._model,
+            },
+        ) as span:
+            completion = await self._call(messages)
+            usage = completion.usage
+            tracing.set_attributes(
+                span,
+                {
+                    "gen_ai.response.model": completion.model,
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens if usage else None,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens if usage else None,
+                },
+            )
+            return completion
+
+    async def _call(
         self, messages: list[ChatCompletionMessageParam]
     ) -> ParsedChatCompletion[ConversationPrompt]:
         try:

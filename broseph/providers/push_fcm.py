@@ -21,7 +21,9 @@ import httpx
 import structlog
 from firebase_admin import credentials as firebase_credentials
 from firebase_admin import exceptions, messaging
+from opentelemetry.trace import SpanKind
 
+from broseph import tracing
 from broseph.providers.push import (
     MAX_BATCH,
     REDACTED,
@@ -124,6 +126,26 @@ class FcmPushSender:
     async def _send_chunk(
         self, message: PushMessage, chunk: Sequence[PushTarget]
     ) -> list[DeviceResult]:
+        # One span per FCM batch, a child of the job's attempt span: counts and outcomes only,
+        # never a device's identifier or the message's text.
+        with tracing.span(
+            "fcm send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "messaging.system": "fcm",
+                "messaging.operation.type": "send",
+                "messaging.batch.message_count": len(chunk),
+                "broseph.push.kind": str(message.kind),
+                "broseph.push.dry_run": self._dry_run,
+            },
+        ) as span:
+            results = await self._send_batch(message, chunk, span)
+            tracing.count_outcomes(span, "broseph.push", [str(r.outcome) for r in results])
+            return results
+
+    async def _send_batch(
+        self, message: PushMessage, chunk: Sequence[PushTarget], span: Any
+    ) -> list[DeviceResult]:
         try:
             fcm_messages = [_fcm_message(message, target) for target in chunk]
             batch = await messaging.send_each_async(
@@ -133,6 +155,7 @@ class FcmPushSender:
             # The SDK validates while encoding; the payload is the same for every target, so a
             # rejection is permanent for all of them.
             log.warning("push.invalid_message", kind=message.kind, error_type=type(error).__name__)
+            tracing.failed(span, error, f"invalid message: {type(error).__name__}")
             return [
                 DeviceResult(t.device_id, Outcome.FAILED, error_code="INVALID_MESSAGE")
                 for t in chunk
@@ -143,6 +166,7 @@ class FcmPushSender:
             # already; a possible duplicate beats a lost notification, so retry them all.
             log.warning("push.batch_failed", kind=message.kind, error_type=type(error).__name__)
             code = error.code if isinstance(error, exceptions.FirebaseError) else "UNKNOWN"
+            tracing.failed(span, error, f"batch failed: {type(error).__name__} ({code})")
             return [
                 DeviceResult(
                     t.device_id, Outcome.RETRY, error_code=code, reason=type(error).__name__

@@ -1,17 +1,21 @@
 -- name: ingress_enqueue_many
 -- Outside jobs into the Postgres queue with their receipts, in ONE statement (one round trip and
 -- one commit for the lot; see broseph.ingress_enqueue in migrations/0008): per job, in input
--- order, the record id and whether it had been received before. Arrays of equal length.
+-- order, the record id and whether it had been received before. Arrays of equal length; the
+-- trace context (0024) is that of each job's ingress span, NULL without tracing.
 SELECT r.record_id, r.duplicate
   FROM unnest(%(delivery_key)s::text[], %(source)s::text[], %(queue)s::text[],
               %(job_id)s::text[], %(job_name)s::text[], %(options)s::jsonb[],
               %(produced_at)s::timestamptz[], %(job_type)s::text[], %(params)s::jsonb[],
-              %(run_at)s::timestamptz[], %(priority)s::integer[], %(retry)s::jsonb[])
+              %(run_at)s::timestamptz[], %(priority)s::integer[], %(retry)s::jsonb[],
+              %(traceparent)s::text[], %(tracestate)s::text[])
        WITH ORDINALITY AS u(delivery_key, source, queue, job_id, job_name, options, produced_at,
-                            job_type, params, run_at, priority, retry, ord)
+                            job_type, params, run_at, priority, retry, traceparent, tracestate,
+                            ord)
  CROSS JOIN LATERAL broseph.ingress_enqueue(u.delivery_key, u.source, u.queue, u.job_id,
                                             u.job_name, u.options, u.produced_at, u.job_type,
-                                            u.params, u.run_at, u.priority, u.retry) AS r
+                                            u.params, u.run_at, u.priority, u.retry,
+                                            u.traceparent, u.tracestate) AS r
  ORDER BY u.ord;
 
 -- name: ingress_quarantine_add

@@ -1,7 +1,8 @@
 -- name: load_record
 -- The job record a worker is about to run, with its type's retry budget.
 SELECT r.id, r.job_type, r.params, r.status, r.attempts,
-       coalesce(r.max_attempts, t.max_attempts) AS max_attempts, r.source
+       coalesce(r.max_attempts, t.max_attempts) AS max_attempts, r.source, r.traceparent,
+       r.tracestate
   FROM broseph.job_records r
   JOIN broseph.job_types t ON t.name = r.job_type
  WHERE r.id = %(record_id)s;
@@ -20,7 +21,8 @@ SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_l
        job.scheduled_at, job.queue_name, job.attempts, job.worker_id,
        r.id AS record_id, r.job_type AS record_job_type, r.params AS record_params,
        coalesce(r.max_attempts, t.max_attempts) AS record_max_attempts,
-       r.source AS record_source
+       r.source AS record_source, r.traceparent AS record_traceparent,
+       r.tracestate AS record_tracestate
   FROM job
   LEFT JOIN broseph.job_records r ON r.procrastinate_job_id = job.id
   LEFT JOIN broseph.job_types t ON t.name = r.job_type;
@@ -82,11 +84,14 @@ ON CONFLICT (name) DO UPDATE
 RETURNING true AS written;
 
 -- name: enqueue
--- The SQL contract, one job (see migrations/0004_enqueue.sql).
+-- The SQL contract, one job (see migrations/0004_enqueue.sql); the caller's trace context, if
+-- any, is stored with the record (0024).
 SELECT broseph.enqueue(%(job_type)s, %(params)s, %(idempotency_key)s, %(run_at)s,
-                       %(priority)s, %(source)s, %(retry)s) AS id;
+                       %(priority)s, %(source)s, %(retry)s, %(traceparent)s,
+                       %(tracestate)s) AS id;
 
 -- name: enqueue_many
 -- The SQL contract, many jobs of one type; record ids in input order.
 SELECT broseph.enqueue_many(%(job_type)s, %(params)s, %(idempotency_keys)s, %(run_at)s,
-                            %(priority)s, %(source)s, %(retry)s) AS ids;
+                            %(priority)s, %(source)s, %(retry)s, %(traceparent)s,
+                            %(tracestate)s) AS ids;

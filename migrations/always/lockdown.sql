@@ -146,9 +146,9 @@ AS $$
                ('public.broseph_job_status', 'TABLE', 'authenticated', 'SELECT',
                 'users read their job records'),
                ('broseph', 'SCHEMA', 'authenticated', 'USAGE', 'users read their job records'),
-               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue(text, jsonb, text, timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue'),
-               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb)',
+               ('broseph.enqueue_many(text, jsonb[], text[], timestamptz, integer, text, jsonb, text, text)',
                 'FUNCTION', 'service_role', 'EXECUTE', 'producers enqueue')
     ), missing AS (
         SELECT q.object, q.role, ARRAY[q.privilege],

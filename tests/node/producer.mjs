@@ -9,6 +9,11 @@
 //        or {"publish": "add", "name": "SendPush", ...}: Queue.add under a job name no publisher
 //          method has (a misnamed job), with the same defaults as publishPromptGeneration.
 // stdout: [{"id": "...", "name": "...", "timestamp": 1234}] — one entry per job, in order.
+//
+// With TRACEPARENT set, the Queue is given a BullMQ `telemetry`, as a NestJS app tracing with
+// OpenTelemetry gives it bullmq-otel's BullMQOtel: bullmq then stores the producer span's
+// propagation carrier with each job (opts.tm in Redis). This one stands for the producer's
+// active span with that fixed W3C traceparent (the producer side of tests/test_tracing.py).
 import { Queue } from 'bullmq';
 
 export const BROSEPH_QUEUE = 'broseph-jobs';
@@ -66,6 +71,28 @@ const METHODS = {
   engagement: 'publishEngagement',
 };
 
+// BullMQ's Telemetry interface (bullmq's interfaces/telemetry.ts): spans are no-ops here; the
+// context manager's getMetadata is what bullmq-otel returns, propagation.inject's carrier.
+function producerTelemetry(traceparent) {
+  const span = {
+    setSpanOnContext: (ctx) => ctx,
+    setAttribute() {},
+    setAttributes() {},
+    addEvent() {},
+    recordException() {},
+    end() {},
+  };
+  return {
+    tracer: { startSpan: () => span },
+    contextManager: {
+      with: (_ctx, fn) => fn(),
+      active: () => ({}),
+      getMetadata: () => ({ traceparent }),
+      fromMetadata: (active) => active,
+    },
+  };
+}
+
 async function readStdin() {
   const chunks = [];
   for await (const chunk of process.stdin) chunks.push(chunk);
@@ -75,7 +102,11 @@ async function readStdin() {
 async function main() {
   const queueName = process.argv[2] || BROSEPH_QUEUE;
   const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-  const queue = new Queue(queueName, { connection: { url } });
+  const traceparent = process.env.TRACEPARENT;
+  const queue = new Queue(queueName, {
+    connection: { url },
+    ...(traceparent ? { telemetry: producerTelemetry(traceparent) } : {}),
+  });
   const publisher = new BrosephPublisher(queue);
   const out = [];
   try {

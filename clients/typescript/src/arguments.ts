@@ -23,6 +23,13 @@ export interface EnqueueOptions {
   /** Who enqueued, stored on the record (default 'api'; through RPC 'rpc'). */
   source?: string;
   retry?: RetryOptions;
+  /**
+   * Your current W3C trace context (OpenTelemetry: `propagation.inject(context.active(), carrier)`
+   * gives `carrier.traceparent` / `carrier.tracestate`), stored with the job: its attempts run
+   * in your trace (README, "Tracing"). A malformed value is refused by name.
+   */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 export interface EnqueueManyOptions extends Omit<EnqueueOptions, 'idempotencyKey'> {
@@ -109,6 +116,8 @@ function shared(jobType: string, options: EnqueueManyOptions, source: string): [
     [ARGUMENTS.priority, options.priority],
     [ARGUMENTS.source, options.source ?? source],
     [ARGUMENTS.retry, options.retry === undefined ? undefined : toSql(RETRY_FIELDS, options.retry)],
+    [ARGUMENTS.traceparent, options.traceparent],
+    [ARGUMENTS.tracestate, options.tracestate],
   ];
 }
 

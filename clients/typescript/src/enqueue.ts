@@ -29,6 +29,8 @@ const SQL_TYPES: Record<string, string> = {
   priority: 'integer',
   source: 'text',
   retry: 'jsonb',
+  traceparent: 'text',
+  tracestate: 'text',
 };
 
 /** `SELECT fn(name => $1::type, …) AS result`: named arguments, each parameter typed. */

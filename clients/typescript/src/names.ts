@@ -15,6 +15,8 @@ export const ARGUMENTS = {
   priority: 'priority',
   source: 'source',
   retry: 'retry',
+  traceparent: 'traceparent',
+  tracestate: 'tracestate',
 } as const;
 
 /** The keys of the contract's `retry` argument (the producer's retry budget). */

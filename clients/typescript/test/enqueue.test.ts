@@ -143,6 +143,31 @@ describe('arguments', () => {
     assert.equal(await anythingFor(observer, id), false);
   });
 
+  test('the caller’s trace context is stored with the record; a malformed one is refused', async () => {
+    // What OpenTelemetry's propagation.inject(context.active(), carrier) gives a NestJS handler.
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const groupId = uuid();
+    await rolledBack(async () => {
+      const rid = await enqueue(
+        api,
+        'ProcessEngagement',
+        { groupId, localDate: '2026-03-01' },
+        { traceparent, tracestate: 'nest=1' },
+      );
+      const { rows } = await api.query(
+        'SELECT traceparent, tracestate FROM broseph.job_records WHERE id = $1::uuid',
+        [rid],
+      );
+      assert.deepEqual(rows[0], { traceparent, tracestate: 'nest=1' });
+    });
+    const error = await rejection(
+      enqueue(api, 'ProcessEngagement', { groupId, localDate: '2026-03-01' }, {
+        traceparent: traceparent.toUpperCase(),
+      }),
+    );
+    assert.equal(error.column, 'traceparent');
+  });
+
   test('camelCase params are stored under the contract names, nested ones too', async () => {
     await rolledBack(async () => {
       const [userId, groupId, promptId] = [uuid(), uuid(), uuid()];
