@@ -10,7 +10,7 @@ same strict JSON schema, built by the SDK's own function — but built once per 
 with the SDK's `post` (its transport, headers, and status → exception mapping), the reply read by
 `model_validate_json` into the few fields used. `parse` re-derived the schema from the model and
 validated the whole completion object on every call: 2-3x the client CPU of a call
-(docs/benchmarks.md, benchmark 14).
+(docs/benchmarks.md, benchmark 12).
 """
 
 from __future__ import annotations
