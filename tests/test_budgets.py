@@ -3,11 +3,13 @@ Shared rate budgets (OPENAI_RPM, OPENAI_TPM, FCM_MESSAGES_PER_MINUTE) and the sn
 bucket (migrations/0034) on real Postgres, directly and through PgBouncer in transaction mode;
 GeneratePrompt through real workers and the real `openai` SDK against the stand-in.
 """
+# ruff: noqa: F811  (pytest fixtures imported from tests.notify_support are test arguments)
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import random
 import time
@@ -24,7 +26,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from broseph import budgets, problems, services, worker
 from broseph.settings import Settings
-from tests import factories, pg, pgcluster
+from tests import factories, notify_support, pg, pgcluster
+from tests.notify_support import fcm, fcm_sender  # noqa: F401  (fixtures)
 from tests.prompt_support import GOOD, ai_settings, enqueue_prompt, prompts, record, stored
 from tests.standins.openai_server import OpenAIStandIn, Reply
 
@@ -338,3 +341,54 @@ async def test_a_429_shuts_the_budget_and_snoozes_without_the_offline_bank(conn,
     assert (await stored(conn, gid))["source"] == "openai"
     assert len(standin.requests) == 2
     assert [e for e in logs if e["event"] in ("job_failed", "prompt_fallback")] == []
+
+
+# --- SendNotification: FCM_MESSAGES_PER_MINUTE ----------------------------------------------------
+
+
+async def test_a_push_without_budget_is_snoozed_and_sent_when_its_turn_comes(
+    conn, app, settings, fcm, fcm_sender, start_worker
+):
+    await notify_support.without_notify_triggers(conn)
+    w = await notify_support.world(conn)  # Sam has three devices; Ana, none yet
+    ana_device = await notify_support.add_device(conn, w.friend_id)
+    # 20 a minute: the bucket holds 1; Sam's three take it (a full bucket lets a larger take
+    # through, into debt), so Ana's one waits about 9.5 s.
+    limited = settings.model_copy(update={"fcm_messages_per_minute": 20})
+    services.install(
+        app, dataclasses.replace(services.for_app(app), push=fcm_sender, settings=limited)
+    )
+    today = datetime.datetime.now(datetime.UTC).date()
+    prompt_id = await factories.prompt(conn, w.group_id, today, text="Best snack?")
+    ids = {"group_id": w.group_id, "prompt_id": prompt_id}
+    with structlog.testing.capture_logs() as logs:
+        sam = await notify_support.send(
+            conn, notify_support.notification(w.user_id, "new_prompt", **ids)
+        )
+        await start_worker(fetch_job_polling_interval=0.1)
+        await notify_support.wait_status(conn, sam, "completed")
+        ana = await notify_support.send(
+            conn, notify_support.notification(w.friend_id, "new_prompt", **ids)
+        )
+        rec = await until(
+            lambda: notify_support.record(conn, ana),
+            lambda r: (r["progress_message"] or "").startswith("snoozed"),
+        )
+        assert rec["status"] == "pending" and rec["attempts"] == 0 and rec["queue_status"] == "todo"
+        assert "rate budget (FCM_MESSAGES_PER_MINUTE) used up" in rec["progress_message"]
+        in_seconds = (rec["scheduled_at"] - datetime.datetime.now(datetime.UTC)).total_seconds()
+        assert 5 < in_seconds < 10
+        assert fcm.requests_for(ana_device.identifier) == []  # nothing sent, nothing marked
+        row = await notify_support.notification_row(conn, ana)
+        assert row is not None and row["status"] == "pending"
+        assert await notify_support.deliveries(conn, row["id"]) == {}
+        # Its turn (the ~9.5 s, skipped here): delivered once, on its first attempt.
+        await conn.execute("DELETE FROM broseph.rate_budgets")
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET scheduled_at = now() WHERE id = %s",
+            (rec["procrastinate_job_id"],),
+        )
+        done = await notify_support.wait_status(conn, ana, "completed")
+    assert done["attempts"] == 1 and done["result"]["delivered"] == 1
+    assert len(fcm.requests_for(ana_device.identifier)) == 1
+    assert [e for e in logs if e["event"] == "job_failed"] == []
