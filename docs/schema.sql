@@ -1631,12 +1631,12 @@ BEGIN
     -- Lock (creating full where missing) in name order: two takers of the same buckets queue.
     SELECT array_agg(k ORDER BY names[k]) INTO ordered FROM generate_series(1, n) AS k;
     FOREACH i IN ARRAY ordered LOOP
-        capacity := per_minute[i] / 20;
+        capacity := per_minute[i] / 60;
         INSERT INTO broseph.rate_budgets AS b (name, tokens, updated_at)
         VALUES (names[i], capacity, now_at)
         ON CONFLICT (name) DO NOTHING;
         SELECT * INTO bucket FROM broseph.rate_budgets AS b WHERE b.name = names[i] FOR UPDATE;
-        rate := (per_minute[i] - capacity) / 60;
+        rate := (per_minute[i] - capacity) / 63;
         have[i] := least(capacity,
                          bucket.tokens
                          + rate * greatest(extract(epoch FROM now_at - bucket.updated_at), 0));

@@ -5,11 +5,13 @@
 --                        each take, from the taking worker's settings, so a changed setting
 --                        applies at the next take without a migration or an update.
 --
--- Shape of a bucket with limit L per minute: capacity C = L/20 (three seconds' worth of burst),
--- refill (L - C)/60 per second. Whatever the timing of the takes, the amount taken in any 60 s
--- window is at most C + 60 * (L - C)/60 = L (a plain bucket with C = L would allow 2L). A take
--- larger than C is allowed once the bucket is full and leaves it in debt, so such a take can
--- overshoot a window by (take - C), never more.
+-- Shape of a bucket with limit L per minute: capacity C = L/60 (one second's worth of burst),
+-- refill (L - C)/63 per second. The takes in any 63 s (by the database's clock) are at most
+-- C + 63 * (L - C)/63 = L, so the requests reaching the provider in any 60 s window stay within L
+-- even when the time from a take to its request reaching the provider varies by up to 3 s
+-- (a worker's event loop under load, a new connection). A plain bucket with C = L would allow 2L.
+-- The price: a sustained rate of 59/63 of L (94 %). A take larger than C is allowed once the
+-- bucket is full and leaves it in debt, so such a take can overshoot a window by (take - C).
 --
 -- broseph.take_budget(names, amounts, now_at, per_minute) → seconds to wait; 0 = taken.
 --     All or nothing over the named buckets (a prompt needs a request AND its tokens): each row
@@ -82,12 +84,12 @@ BEGIN
     -- Lock (creating full where missing) in name order: two takers of the same buckets queue.
     SELECT array_agg(k ORDER BY names[k]) INTO ordered FROM generate_series(1, n) AS k;
     FOREACH i IN ARRAY ordered LOOP
-        capacity := per_minute[i] / 20;
+        capacity := per_minute[i] / 60;
         INSERT INTO broseph.rate_budgets AS b (name, tokens, updated_at)
         VALUES (names[i], capacity, now_at)
         ON CONFLICT (name) DO NOTHING;
         SELECT * INTO bucket FROM broseph.rate_budgets AS b WHERE b.name = names[i] FOR UPDATE;
-        rate := (per_minute[i] - capacity) / 60;
+        rate := (per_minute[i] - capacity) / 63;
         have[i] := least(capacity,
                          bucket.tokens
                          + rate * greatest(extract(epoch FROM now_at - bucket.updated_at), 0));

@@ -90,14 +90,14 @@ async def test_no_60_second_window_gets_more_than_the_limit(conn):
             taken.append(at)
     assert most_in_any_window(taken, 60.0) <= limit
     # ...and the budget is used, not starved: at least 90 % of the limit per minute.
-    assert len(taken) >= 0.9 * limit * 5
+    assert len(taken) >= 0.88 * limit * 5
 
 
 async def test_a_refused_take_names_its_wait_and_books_its_place(conn):
-    # 60 a minute: 3 at once, then one every 60/57 s; each refusal waits behind the previous one.
-    assert [await take(conn, T0, 60) for _ in range(3)] == [0, 0, 0]
+    # 60 a minute: 1 at once, then one every 63/59 s; each refusal waits behind the previous one.
+    assert await take(conn, T0, 60) == 0
     waits = [await take(conn, T0, 60) for _ in range(3)]
-    step = 60 / 57
+    step = 63 / 59
     assert waits == pytest.approx([step, 2 * step, 3 * step])
     # The first refused one, coming back when told, gets its share.
     assert await take(conn, T0 + datetime.timedelta(seconds=step), 60) == 0
@@ -108,7 +108,7 @@ async def test_takes_are_all_or_nothing(conn):
     cur = await conn.execute(
         "SELECT broseph.take_budget(%s, %s, %s, %s) AS wait", (names, [1.0, 1000.0], T0, limits)
     )
-    # tpm's 300 token capacity is short of 1000 but a full bucket lets one big take through.
+    # tpm's 100 token capacity is short of 1000 but a full bucket lets one big take through.
     assert (await cur.fetchone())["wait"] == 0
     cur = await conn.execute(
         "SELECT broseph.take_budget(%s, %s, %s, %s) AS wait", (names, [1.0, 1000.0], T0, limits)
@@ -116,7 +116,7 @@ async def test_takes_are_all_or_nothing(conn):
     assert (await cur.fetchone())["wait"] > 0
     cur = await conn.execute("SELECT name, tokens FROM broseph.rate_budgets ORDER BY name")
     # The refused take charged neither bucket.
-    assert {r["name"]: r["tokens"] for r in await cur.fetchall()} == {"rpm": 2.0, "tpm": -700.0}
+    assert {r["name"]: r["tokens"] for r in await cur.fetchall()} == {"rpm": 0.0, "tpm": -900.0}
 
 
 async def test_a_tightened_bucket_gives_nothing_until_the_servers_time(conn):
@@ -161,12 +161,12 @@ async def test_take_budget_works_through_pgbouncer_in_transaction_mode(db_url, c
                 for client in (a, b):
                     refused = await budgets.take(
                         client, [budgets.Take("pooled", 1, 600)]
-                    )  # capacity 30: 30 of these 40 immediate takes pass
+                    )  # capacity 10: 10 of these 40 immediate takes pass
                     refusals.append(refused)
             elapsed = time.monotonic() - started
     passed = [r for r in refusals if r is None]
-    # The capacity, plus what refilled (570/60 a second) while the loop ran.
-    assert 30 <= len(passed) <= 30 + 570 / 60 * elapsed + 1
+    # The capacity, plus what refilled (590/63 a second) while the loop ran.
+    assert 10 <= len(passed) <= 10 + 590 / 63 * elapsed + 1
     snooze = next(r for r in refusals if r is not None)
     assert snooze.seconds > 0 and "rate budget (pooled) used up" in snooze.reason
     cur = await conn.execute("SELECT tokens FROM broseph.rate_budgets WHERE name = 'pooled'")
@@ -253,7 +253,7 @@ async def statuses(conn: psycopg.AsyncConnection[Any], ids: list[Any]) -> dict[s
 
 
 async def test_two_workers_share_one_budget(conn, settings, standin):
-    # OPENAI_RPM=60: 3 at once, then one every ~1.05 s, for both workers together.
+    # OPENAI_RPM=60: 1 at once, then one every 63/59 s, for both workers together.
     gids = await groups(conn, 8)
     rids = [await enqueue_prompt(conn, gid) for gid in gids]
     shared = ai_settings(settings, standin, openai_rpm=60, poll_interval=0.1)
@@ -262,10 +262,11 @@ async def test_two_workers_share_one_budget(conn, settings, standin):
             await until(lambda: statuses(conn, rids), lambda s: s.get("completed") == 8, within=30)
     times = [r.received_at for r in standin.requests]
     assert len(times) == 8
-    # In any window of w seconds: at most the 3 of capacity plus the refill (57/60 a second).
-    for window in (0.5, 1.0, 2.0, 3.0):
-        assert most_in_any_window(times, window) <= 3 + 57 / 60 * window + 1e-9
-    assert max(times) - min(times) >= 5 * 60 / 57 * 0.95  # the last five waited their turn
+    # In any window of w seconds at the stand-in: at most the capacity (1) plus the refill
+    # (59/63 a second) over w and the 3 s the bucket leaves for a take's way to the provider.
+    for window in (1.0, 3.0, 6.0):
+        assert most_in_any_window(times, window) <= 1 + 59 / 63 * (window + 3) + 1e-9
+    assert max(times) - min(times) >= 4  # seven waited their turn, ~7.5 s by the database's clock
     cur = await conn.execute(
         "SELECT array_agg(attempts) AS a FROM broseph.job_records WHERE id = ANY(%s)", (rids,)
     )
@@ -352,7 +353,7 @@ async def test_a_push_without_budget_is_snoozed_and_sent_when_its_turn_comes(
     await notify_support.without_notify_triggers(conn)
     w = await notify_support.world(conn)  # Sam has three devices; Ana, none yet
     ana_device = await notify_support.add_device(conn, w.friend_id)
-    # 20 a minute: the bucket holds 1; Sam's three take it (a full bucket lets a larger take
+    # 20 a minute: the bucket holds 1/3; Sam's three take it (a full bucket lets a larger take
     # through, into debt), so Ana's one waits about 9.5 s.
     limited = settings.model_copy(update={"fcm_messages_per_minute": 20})
     services.install(
@@ -377,7 +378,7 @@ async def test_a_push_without_budget_is_snoozed_and_sent_when_its_turn_comes(
         assert rec["status"] == "pending" and rec["attempts"] == 0 and rec["queue_status"] == "todo"
         assert "rate budget (FCM_MESSAGES_PER_MINUTE) used up" in rec["progress_message"]
         in_seconds = (rec["scheduled_at"] - datetime.datetime.now(datetime.UTC)).total_seconds()
-        assert 5 < in_seconds < 10
+        assert 5 < in_seconds < 11
         assert fcm.requests_for(ana_device.identifier) == []  # nothing sent, nothing marked
         row = await notify_support.notification_row(conn, ana)
         assert row is not None and row["status"] == "pending"
