@@ -203,7 +203,8 @@ async def _rate_limited(run: JobRun, err: AIRateLimitedError) -> NoReturn:
     ):
         if per_minute is not None and limit in err.exhausted:
             await budgets.tighten(run.pool, name, wait)
-    raise Snooze(wait, f"OpenAI rate limit ({err.reason}); the server asked for {wait:.1f} s")
+    said = "the server asked for" if err.retry_after else "the server named no wait; waiting"
+    raise Snooze(wait, f"OpenAI rate limit ({err.reason}); {said} {wait:.1f} s")
 
 
 async def _ask(run: JobRun, ai: PromptGenerator, ctx: PromptContext) -> PromptDraft:
