@@ -5,6 +5,7 @@
     python -m bench --smoke         small N: checks every benchmark runs and reports (CI)
     python -m bench --only 1,3      some of them
     python -m bench --wave-groups 2000
+    python -m bench --only 14 --budget-groups 10000 --budget-rpm 3000
     python -m bench --only 10       the dashboard over 1,000,000 job records (≈ 5 minutes)
 
 BENCH_DATABASE_URL: an empty throwaway database to use (default: a fresh database created on
@@ -29,6 +30,8 @@ from typing import Annotated, cast
 import typer
 
 from bench import (
+    budget,
+    calls,
     dashboard,
     enqueue_one,
     fanout,
@@ -65,6 +68,8 @@ BENCHMARKS: tuple[harness.Benchmark, ...] = tuple(
         dashboard,
         scrub,
         tracing_off,
+        calls,
+        budget,
     )
 )
 
@@ -85,6 +90,17 @@ def main(
             " size is --wave-groups 10000; smoke 40)."
         ),
     ] = None,
+    budget_groups: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Prompts due at once in the rate-budget burst (13; default 1,000, smoke 60;"
+            " the issue's size is --budget-groups 10000 --budget-rpm 3000).",
+        ),
+    ] = None,
+    budget_rpm: Annotated[
+        int | None, typer.Option(min=1, help="OPENAI_RPM of the rate-budget burst (default 600).")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write every sample as JSON here.")
     ] = None,
@@ -94,7 +110,11 @@ def main(
     row has no figure).
     """
     chosen = _choose(only)
-    options = {"wave_groups": wave_groups or (40 if smoke else 1_000)}
+    options = {
+        "wave_groups": wave_groups or (40 if smoke else 1_000),
+        "budget_groups": budget_groups or (60 if smoke else 1_000),
+        "budget_rpm": budget_rpm or 600,
+    }
     ok = asyncio.run(_run(chosen, smoke=smoke, reps=reps, options=options, json_out=json_out))
     raise typer.Exit(0 if ok else 1)
 

@@ -279,6 +279,8 @@ class WorkerJobManager(manager.JobManager):
     def __init__(self, connector: connector.BaseConnector) -> None:
         super().__init__(connector)
         self._schema_checked = False
+        # job id → (seconds, reason) of a job whose handler asked to wait (`snooze`).
+        self._snoozes: dict[int, tuple[float, str]] = {}
 
     async def fetch_job(
         self, queues: Iterable[str] | None, worker_id: int
@@ -294,8 +296,27 @@ class WorkerJobManager(manager.JobManager):
     async def finish_job(
         self, job: procrastinate_jobs.Job, status: procrastinate_jobs.Status, delete_job: bool
     ) -> None:
+        snoozed = self._snoozes.pop(job.id, None) if job.id is not None else None
         with _mode(_Mode.OUTCOME):
+            if snoozed is not None and status == procrastinate_jobs.Status.SUCCEEDED:
+                # procrastinate's retry would spend an attempt (procrastinate_retry_job_v2 adds
+                # one): back to todo by broseph.snooze_job instead, the record's reason with it.
+                seconds, reason = snoozed
+                await self.connector.execute_query_async(
+                    query=broseph_sql.query("snooze_job"),
+                    job_id=job.id,
+                    seconds=seconds,
+                    reason=reason,
+                )
+                return
             await super().finish_job(job=job, status=status, delete_job=delete_job)
+
+    def snooze(self, job: procrastinate_jobs.Job, seconds: float, reason: str) -> None:
+        """
+        When this job's handler returns, put the job back to wait `seconds` (no attempt spent).
+        """
+        assert job.id is not None
+        self._snoozes[job.id] = (seconds, reason)
 
     async def retry_job(
         self,
@@ -337,6 +358,20 @@ class WorkerJobManager(manager.JobManager):
         if report.problems:
             raise SchemaMismatch("; ".join(report.problems))
         self._schema_checked = True
+
+
+def snooze(
+    app: procrastinate.App, job: procrastinate_jobs.Job, seconds: float, reason: str
+) -> None:
+    """
+    Have the worker's finish of this job (which returns normally) put it back to wait `seconds`
+    instead of completing it: status todo, the same attempts, the record saying `reason`
+    (broseph.snooze_job, migrations/0034).
+    """
+    manager_ = app.job_manager
+    if not isinstance(manager_, WorkerJobManager):
+        raise TypeError("a snooze needs broseph's job manager (broseph.engine.install)")
+    manager_.snooze(job, seconds, reason)
 
 
 def install(app: procrastinate.App) -> None:

@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from broseph import engine, error_reports, metrics, records, services, tracing
-from broseph.errors import PermanentJobError
+from broseph.errors import PermanentJobError, Snooze
 from broseph.jobs.base import JobRun, JobType, Periodic
 from broseph.logs import scrub
 from broseph.retry import JobRetry, budget
@@ -110,6 +110,14 @@ async def _run(
         if run_.result or last_progress:
             result = Jsonb(run_.result) if run_.result else None
             await records.note_result(svc.pool, record_id, result, progress=last_progress)
+    except Snooze as snooze:
+        # Nothing failed: the worker's finish puts the job back without spending the attempt.
+        if reporter is not None:
+            await reporter.settle()
+        engine.snooze(context.app, job, snooze.seconds, snooze.reason)
+        metrics.JOBS.labels(job_type.name, "snoozed").inc()
+        log.info("job_snoozed", reason=snooze.reason, seconds=round(snooze.seconds, 3))
+        return
     except BaseException as exc:
         failure = _as_abort(exc, context)
         last_progress = await reporter.settle() if reporter is not None else None

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout: float = Field(default=20.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0)
+    # Shared rate budgets (broseph/budgets.py), per minute for all workers; None = no limit.
+    # Whole numbers (so "inf" and "nan" are refused with the rest), at most what any account has.
+    openai_rpm: int | None = Field(default=None, ge=1, le=100_000_000)
+    openai_tpm: int | None = Field(default=None, ge=1, le=100_000_000_000)
     ai_send_message_text: bool = False
     prompt_hour: int = Field(default=8, ge=0, le=23)
     prompt_cron: str = "*/15 * * * *"
@@ -66,6 +70,7 @@ class Settings(BaseSettings):
     reminder_cron: str = "*/15 * * * *"
     # Where FCM lives (a stand-in server in tests); None = https://fcm.googleapis.com.
     fcm_base_url: str | None = None
+    fcm_messages_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
 
     # --- BullMQ ingress -------------------------------------------------------------------
     # Secret: redis://:PASSWORD@host carries one. Read it with `reveal(settings.redis_url)`.

@@ -1705,6 +1705,46 @@ END;
 $$;
 
 --
+-- Name: snooze_job(bigint, timestamp with time zone, text); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.snooze_job(job_id bigint, until timestamp with time zone, reason text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    job public.procrastinate_jobs;
+BEGIN
+    SELECT * INTO job FROM public.procrastinate_jobs AS j
+     WHERE j.id = job_id AND j.status = 'doing'
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        -- procrastinate's wording: the worker's finish treats it as "already recorded" when a
+        -- lost connection made it repeat a snooze whose first try committed (broseph/engine.py).
+        RAISE 'Job was not found or has an invalid status to snooze (job id: %)', job_id;
+    END IF;
+    IF job.abort_requested THEN
+        PERFORM public.procrastinate_finish_job_v1(job_id, 'aborted', false);
+        RETURN;
+    END IF;
+    UPDATE public.procrastinate_jobs AS j
+       SET status = 'todo', scheduled_at = until
+     WHERE j.id = job_id;
+    -- After the record trigger (0003), which has just written 'retrying': say what happened.
+    UPDATE broseph.job_records AS r
+       SET status = CASE WHEN EXISTS (SELECT 1 FROM broseph.job_records AS o
+                                       WHERE o.coalesce_key = r.coalesce_key
+                                         AND o.status = 'pending' AND o.id <> r.id)
+                         THEN 'retrying' ELSE 'pending' END,
+           attempts = job.attempts,
+           next_attempt_at = until,
+           progress_message = left('snoozed: ' || reason, 500),
+           updated_at = now()
+     WHERE r.procrastinate_job_id = job_id;
+END;
+$$;
+
+--
 -- Name: sync_job_record(); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -1750,6 +1790,95 @@ BEGIN
      WHERE r.procrastinate_job_id = NEW.id;
     RETURN NEW;
 END;
+$$;
+
+--
+-- Name: take_budget(text[], double precision[], timestamp with time zone, double precision[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.take_budget(names text[], amounts double precision[], now_at timestamp with time zone, per_minute double precision[]) RETURNS double precision
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    n integer := coalesce(cardinality(names), 0);
+    i integer;
+    ordered integer[];
+    capacity double precision;
+    rate double precision;
+    bucket broseph.rate_budgets;
+    have double precision[] := array_fill(0::double precision, ARRAY[n]);
+    short double precision[] := array_fill(0::double precision, ARRAY[n]);
+    ahead double precision[] := array_fill(0::double precision, ARRAY[n]);
+    rates double precision[] := array_fill(0::double precision, ARRAY[n]);
+    shut double precision;
+    wait double precision := 0;
+BEGIN
+    IF n = 0 OR cardinality(amounts) IS DISTINCT FROM n
+       OR cardinality(per_minute) IS DISTINCT FROM n OR now_at IS NULL THEN
+        RAISE EXCEPTION 'take_budget needs one amount and one limit per name, and a time'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        IF names[i] IS NULL OR NOT (amounts[i] > 0 AND amounts[i] < 'infinity')
+           OR NOT (per_minute[i] > 0 AND per_minute[i] < 'infinity') THEN
+            RAISE EXCEPTION 'take_budget: % needs a positive, finite amount and limit', names[i]
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    -- Lock (creating full where missing) in name order: two takers of the same buckets queue.
+    SELECT array_agg(k ORDER BY names[k]) INTO ordered FROM generate_series(1, n) AS k;
+    FOREACH i IN ARRAY ordered LOOP
+        capacity := per_minute[i] / 60;
+        INSERT INTO broseph.rate_budgets AS b (name, tokens, updated_at)
+        VALUES (names[i], capacity, now_at)
+        ON CONFLICT (name) DO NOTHING;
+        SELECT * INTO bucket FROM broseph.rate_budgets AS b WHERE b.name = names[i] FOR UPDATE;
+        rate := (per_minute[i] - capacity) / 63;
+        have[i] := least(capacity,
+                         bucket.tokens
+                         + rate * greatest(extract(epoch FROM now_at - bucket.updated_at), 0));
+        rates[i] := rate;
+        shut := greatest(extract(epoch FROM bucket.updated_at - now_at), 0);
+        short[i] := shut + greatest(least(amounts[i], capacity) - have[i], 0) / rate;
+        ahead[i] := greatest(bucket.reserved
+                             - rate * greatest(extract(epoch FROM now_at - bucket.reserved_at), 0),
+                             0);
+    END LOOP;
+    IF (SELECT max(s) FROM unnest(short) AS s) > 0 THEN
+        -- Refused: wait until this bucket has the amount AND the refused takes before it had
+        -- theirs; book this one behind them in every bucket that was short.
+        FOR i IN 1 .. n LOOP
+            IF short[i] > 0 THEN
+                wait := greatest(wait, short[i] + ahead[i] / rates[i]);
+                UPDATE broseph.rate_budgets AS b
+                   SET reserved = ahead[i] + amounts[i], reserved_at = now_at
+                 WHERE b.name = names[i];
+            END IF;
+        END LOOP;
+        RETURN wait;
+    END IF;
+    FOR i IN 1 .. n LOOP
+        UPDATE broseph.rate_budgets AS b
+           SET tokens = have[i] - amounts[i], updated_at = greatest(b.updated_at, now_at)
+         WHERE b.name = names[i];
+    END LOOP;
+    RETURN 0;
+END;
+$$;
+
+--
+-- Name: tighten_budget(text, timestamp with time zone); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.tighten_budget(bucket text, until timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    INSERT INTO broseph.rate_budgets AS b (name, tokens, updated_at)
+    VALUES (bucket, 0, until)
+    ON CONFLICT (name) DO UPDATE
+       SET tokens = least(b.tokens, 0), updated_at = greatest(b.updated_at, excluded.updated_at);
 $$;
 
 --
@@ -2462,6 +2591,18 @@ CREATE SEQUENCE broseph.push_outbox_id_seq
 ALTER SEQUENCE broseph.push_outbox_id_seq OWNED BY broseph.push_outbox.id;
 
 --
+-- Name: rate_budgets; Type: TABLE; Schema: broseph; Owner: -
+--
+
+CREATE TABLE broseph.rate_budgets (
+    name text NOT NULL,
+    tokens double precision NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    reserved double precision DEFAULT 0 NOT NULL,
+    reserved_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: broseph; Owner: -
 --
 
@@ -2834,6 +2975,13 @@ ALTER TABLE ONLY broseph.notification_deliveries
 
 ALTER TABLE ONLY broseph.push_outbox
     ADD CONSTRAINT push_outbox_pkey PRIMARY KEY (id);
+
+--
+-- Name: rate_budgets rate_budgets_pkey; Type: CONSTRAINT; Schema: broseph; Owner: -
+--
+
+ALTER TABLE ONLY broseph.rate_budgets
+    ADD CONSTRAINT rate_budgets_pkey PRIMARY KEY (name);
 
 --
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: broseph; Owner: -
@@ -3872,11 +4020,32 @@ REVOKE ALL ON FUNCTION broseph.server_timestamps() FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.server_timestamps() TO service_role;
 
 --
+-- Name: FUNCTION snooze_job(job_id bigint, until timestamp with time zone, reason text); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.snooze_job(job_id bigint, until timestamp with time zone, reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.snooze_job(job_id bigint, until timestamp with time zone, reason text) TO service_role;
+
+--
 -- Name: FUNCTION sync_job_record(); Type: ACL; Schema: broseph; Owner: -
 --
 
 REVOKE ALL ON FUNCTION broseph.sync_job_record() FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.sync_job_record() TO service_role;
+
+--
+-- Name: FUNCTION take_budget(names text[], amounts double precision[], now_at timestamp with time zone, per_minute double precision[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.take_budget(names text[], amounts double precision[], now_at timestamp with time zone, per_minute double precision[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.take_budget(names text[], amounts double precision[], now_at timestamp with time zone, per_minute double precision[]) TO service_role;
+
+--
+-- Name: FUNCTION tighten_budget(bucket text, until timestamp with time zone); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.tighten_budget(bucket text, until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.tighten_budget(bucket text, until timestamp with time zone) TO service_role;
 
 --
 -- Name: FUNCTION usable_time_zone(tz text); Type: ACL; Schema: broseph; Owner: -
@@ -4061,6 +4230,12 @@ GRANT ALL ON TABLE broseph.push_outbox TO service_role;
 --
 
 GRANT USAGE ON SEQUENCE broseph.push_outbox_id_seq TO service_role;
+
+--
+-- Name: TABLE rate_budgets; Type: ACL; Schema: broseph; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE broseph.rate_budgets TO service_role;
 
 --
 -- Name: TABLE schema_migrations; Type: ACL; Schema: broseph; Owner: -

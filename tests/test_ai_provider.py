@@ -11,19 +11,22 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from broseph.providers.ai import (
+    MAX_COMPLETION_TOKENS,
     AIError,
     AIOutputError,
     AIPermanentError,
+    AIRateLimitedError,
     AITransientError,
     PromptContext,
     PromptDraft,
     PromptGenerator,
     normalize_prompt,
 )
-from broseph.providers.ai_openai import OpenAIPromptGenerator
+from broseph.providers.ai_openai import ConversationPrompt, OpenAIPromptGenerator
 from tests.standins.openai_server import DEFAULT_OUTPUT, OpenAIStandIn, RecordedRequest, Reply
 
 API_KEY = "sk-test-not-a-real-key-123"
@@ -123,6 +126,30 @@ async def test_structured_output_becomes_a_draft(
     assert data["weekday"] == "Friday"
 
 
+async def test_the_request_is_the_one_parse_sends(
+    standin: OpenAIStandIn, generator: OpenAIPromptGenerator
+) -> None:
+    # The body built once per process must be what `chat.completions.parse` builds per call for
+    # the same messages: same schema, same fields, same headers that matter.
+    await generator.generate(make_context())
+    [ours] = standin.requests
+    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=standin.base_url, max_retries=0)
+    try:
+        await client.chat.completions.parse(
+            model="gpt-4o-mini",
+            messages=ours.body["messages"],
+            response_format=ConversationPrompt,
+            max_completion_tokens=MAX_COMPLETION_TOKENS,
+        )
+    finally:
+        await client.close()
+    [_, theirs] = standin.requests
+    assert ours.body == theirs.body
+    assert (ours.method, ours.path) == (theirs.method, theirs.path)
+    for header in ("content-type", "authorization"):
+        assert ours.headers[header] == theirs.headers[header]
+
+
 async def test_default_reply_and_fixed_latency(standin: OpenAIStandIn) -> None:
     standin.set_default(latency=0.3)
     async with contextlib.aclosing(make_generator(standin)) as generator:
@@ -152,23 +179,64 @@ def test_openai_generator_satisfies_the_protocol(standin: OpenAIStandIn) -> None
 # --- transient errors: retried, then surfaced as AITransientError ------------------------------
 
 
-async def test_rate_limit_then_success(
+async def test_rate_limit_is_raised_at_once_with_the_servers_wait(
     standin: OpenAIStandIn, generator: OpenAIPromptGenerator
 ) -> None:
+    # Not retried inside the adapter (a worker slot would sleep, and no other worker would know):
+    # the job tightens the shared budget and snoozes (tests/test_budgets.py).
     standin.script(
         Reply.status(
             429,
-            error={"type": "rate_limit_exceeded", "code": "rate_limit_exceeded"},
-            headers=FAST_RETRY,
+            error={"type": "requests", "code": "rate_limit_exceeded"},
+            headers={
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "1m30.5s",
+                "x-ratelimit-remaining-tokens": "1200",
+                "x-ratelimit-reset-tokens": "20ms",
+            },
         ),
         Reply.json_output(GOOD_OUTPUT),
     )
 
-    draft = await generator.generate(make_context())
+    error = await expect_error(generator, AIRateLimitedError)
 
-    assert draft.text == GOOD_OUTPUT["text"]
-    assert len(standin.requests) == 2
-    assert standin.pending == 0
+    assert len(standin.requests) == 1 and standin.pending == 1
+    assert isinstance(error, AIRateLimitedError)
+    assert error.retry_after == pytest.approx(90.5)
+    assert error.exhausted == frozenset({"requests"})
+    assert "429" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait", "exhausted"),
+    [
+        # Retry-After wins over the resets; no remaining counts: both limits may be used up.
+        ({"retry-after": "3", "x-ratelimit-reset-tokens": "6m0s"}, 3.0, {"requests", "tokens"}),
+        ({"retry-after-ms": "250"}, 0.25, {"requests", "tokens"}),
+        (
+            {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "2h0m0.5s"},
+            7200.5,
+            {"tokens"},
+        ),
+        # Unreadable values are no wait at all (the job then waits a default).
+        ({"x-ratelimit-reset-requests": "soon", "retry-after": "-1"}, None, {"requests", "tokens"}),
+    ],
+    ids=["retry-after", "retry-after-ms", "reset-tokens", "unreadable"],
+)
+async def test_rate_limit_headers_are_read(
+    standin: OpenAIStandIn,
+    generator: OpenAIPromptGenerator,
+    headers: dict[str, str],
+    wait: float | None,
+    exhausted: set[str],
+) -> None:
+    standin.script(Reply.status(429, headers=headers))
+
+    error = await expect_error(generator, AIRateLimitedError)
+
+    assert isinstance(error, AIRateLimitedError)
+    assert error.retry_after == (pytest.approx(wait) if wait is not None else None)
+    assert error.exhausted == exhausted
 
 
 async def test_server_error_then_success(
@@ -185,14 +253,14 @@ async def test_server_error_then_success(
     assert time.monotonic() - started < 2.0
 
 
-async def test_rate_limit_that_persists_is_transient(standin: OpenAIStandIn) -> None:
-    standin.script(*[Reply.status(429, headers=FAST_RETRY)] * 3)
+async def test_server_error_that_persists_is_transient(standin: OpenAIStandIn) -> None:
+    standin.script(*[Reply.status(502, headers=FAST_RETRY)] * 3)
 
     async with contextlib.aclosing(make_generator(standin, max_retries=1)) as generator:
         error = await expect_error(generator, AITransientError)
 
     assert len(standin.requests) == 2
-    assert "429" in error.reason
+    assert "502" in error.reason
     assert isinstance(error, AITransientError)
     assert error.retry_after == pytest.approx(0.01)
 

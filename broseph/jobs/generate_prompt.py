@@ -9,7 +9,12 @@ PROMPT_HOUR, and by anything else that wants a group's prompt now.
 
 The AI policy, in one place (`_generate`):
   no API key                  → the offline bank (the default, not a fallback: no warning)
-  transient (429, 5xx, timeout, connection)
+  no share of OPENAI_RPM / OPENAI_TPM left (broseph/budgets.py)
+                              → snoozed: the job waits for its share, no attempt spent, no request
+  429 rate limit (not quota)  → the shared budget is shut for the server's wait (Retry-After,
+                                x-ratelimit-reset-*) and the job snoozed for it: a rate limit is
+                                ours to wait out, never a reason for the bank
+  transient (5xx, timeout, connection)
                               → raise: the job retries with backoff; on its LAST attempt, the bank
   permanent (401, 403, 400, insufficient_quota)
                               → the bank at once
@@ -23,22 +28,24 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import croniter
 import psycopg
 
-from broseph import db, enqueue, idempotency, sql
-from broseph.errors import PermanentJobError, RetryableJobError
+from broseph import budgets, db, enqueue, idempotency, sql
+from broseph.errors import PermanentJobError, RetryableJobError, Snooze
 from broseph.jobs.base import Day, Id, JobPayload, JobRun, JobType, Periodic
 from broseph.providers.ai import (
     MAX_SAMPLE_MESSAGES,
     AIOutputError,
     AIPermanentError,
+    AIRateLimitedError,
     AITransientError,
     PromptContext,
     PromptDraft,
     PromptGenerator,
+    estimate_tokens,
     normalize_prompt,
 )
 from broseph.services import Services
@@ -157,6 +164,8 @@ async def _generate(
         return _offline(run, group_id, ctx), "offline"
     try:
         return await _ask(run, ai, ctx), "openai"
+    except AIRateLimitedError as err:
+        await _rate_limited(run, err)
     except AITransientError as err:
         if not run.is_last_attempt:
             # The lifecycle logs job_failed and the record shows 'retrying' with this reason.
@@ -178,15 +187,55 @@ async def _generate(
     return _offline(run, group_id, ctx), "offline"
 
 
+# A 429 without a wait in its headers: about what OpenAI's own limits reset in.
+_DEFAULT_RATE_LIMIT_WAIT = 2.0
+
+
+async def _rate_limited(run: JobRun, err: AIRateLimitedError) -> NoReturn:
+    """
+    A real 429: no share of the shared budget until the server's wait is over, and this job waits
+    for it too — no attempt spent, no fallback (it is not the model failing).
+    """
+    wait = err.retry_after if err.retry_after else _DEFAULT_RATE_LIMIT_WAIT
+    settings = run.services.settings
+    for limit, name, per_minute in (
+        ("requests", budgets.OPENAI_REQUESTS, settings.openai_rpm),
+        ("tokens", budgets.OPENAI_TOKENS, settings.openai_tpm),
+    ):
+        if per_minute is not None and limit in err.exhausted:
+            await budgets.tighten(run.pool, name, wait)
+    said = "the server asked for" if err.retry_after else "the server named no wait; waiting"
+    raise Snooze(wait, f"OpenAI rate limit ({err.reason}); {said} {wait:.1f} s")
+
+
 async def _ask(run: JobRun, ai: PromptGenerator, ctx: PromptContext) -> PromptDraft:
     """
-    The AI's prompt; an unusable one is asked for once more before giving up.
+    The AI's prompt; an unusable one is asked for once more before giving up. Each request first
+    takes its share of the shared budgets (or the job snoozes).
     """
     try:
+        await _take_budget(run, ctx)
         return _usable(await ai.generate(ctx), ctx)
     except AIOutputError as err:
         run.log.info("prompt_regenerate", error=err.reason)
+    await _take_budget(run, ctx)
     return _usable(await ai.generate(ctx), ctx)
+
+
+async def _take_budget(run: JobRun, ctx: PromptContext) -> None:
+    settings = run.services.settings
+    if settings.openai_rpm is None and settings.openai_tpm is None:
+        return  # unlimited: no round trip
+    async with db.statements(run.pool) as conn:
+        refused = await budgets.take(
+            conn,
+            [
+                budgets.Take(budgets.OPENAI_REQUESTS, 1, settings.openai_rpm),
+                budgets.Take(budgets.OPENAI_TOKENS, estimate_tokens(ctx), settings.openai_tpm),
+            ],
+        )
+    if refused is not None:
+        raise refused
 
 
 def _usable(draft: PromptDraft, ctx: PromptContext) -> PromptDraft:

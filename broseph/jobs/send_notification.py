@@ -21,6 +21,11 @@ A fresh job rather than a retry because nothing failed: a retry would spend one 
 delivery's attempts, log `job_failed` and show the record as `retrying` for a whole night. The
 rescheduled job shares the coalesce key, so new messages arriving overnight fold into it.
 
+Budget: with FCM_MESSAGES_PER_MINUTE set, the devices to push to take their share of the shared
+budget (broseph/budgets.py) in the transaction that marks them sending; without it nothing is
+marked and the job snoozes — no attempt spent, the record says why; its re-run finds the
+notification pending and delivers it (quiet hours are not asked again: it is under way).
+
 Delivery: `broseph.notify.delivery` (rows per (notification, device), at most two copies per
 device even across crashes). FCM answers per device: delivered; dead token → the device is
 disabled; retryable (quota, unavailable, internal) → the job raises and the lifecycle retries it
@@ -39,8 +44,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from broseph import db, enqueue, idempotency, sql
-from broseph.errors import RetryableJobError
+from broseph import budgets, db, enqueue, idempotency, sql
+from broseph.errors import RetryableJobError, Snooze
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Periodic, Requires
 from broseph.notify import content, delivery, quiet_hours, reminders
 from broseph.providers.push import PushMessage
@@ -240,6 +245,7 @@ async def _reschedule(
 
 
 async def _deliver(run: JobRun, payload: SendNotification, decision: content.Content) -> None:
+    refused: Snooze | None = None
     async with run.pool.connection() as conn, conn.transaction():
         notification_id = await _open(conn, run, payload, decision)
         if notification_id is None:
@@ -247,10 +253,26 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
             return
         plan = await delivery.plan(conn, notification_id, payload.user_id)
         if plan.targets:
-            await delivery.mark_sending(conn, notification_id, plan.targets)
+            # One FCM message per device from the shared FCM_MESSAGES_PER_MINUTE budget, taken
+            # with the marking; refused, nothing is marked and the job snoozes once the
+            # notification (pending) is committed — the re-run finds and finishes it.
+            refused = await budgets.take(
+                conn,
+                [
+                    budgets.Take(
+                        budgets.FCM_MESSAGES,
+                        len(plan.targets),
+                        run.services.settings.fcm_messages_per_minute,
+                    )
+                ],
+            )
+            if refused is None:
+                await delivery.mark_sending(conn, notification_id, plan.targets)
         else:
             summary = await delivery.summary(conn, notification_id)
             await _conclude(conn, run, notification_id, summary)
+    if refused is not None:
+        raise refused
     if not plan.targets:
         return
     message = PushMessage(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "CATEGORIES",
+    "MAX_COMPLETION_TOKENS",
     "MAX_FOLLOW_UP_CHARS",
     "MAX_PROMPT_CHARS",
     "MAX_SAMPLE_CHARS",
@@ -25,11 +26,13 @@ __all__ = [
     "AIError",
     "AIOutputError",
     "AIPermanentError",
+    "AIRateLimitedError",
     "AITransientError",
     "Category",
     "PromptContext",
     "PromptDraft",
     "PromptGenerator",
+    "estimate_tokens",
     "normalize_prompt",
 ]
 
@@ -49,6 +52,9 @@ CATEGORIES: Final[tuple[Category, ...]] = get_args(Category)
 
 MAX_PROMPT_CHARS: Final = 280
 MAX_FOLLOW_UP_CHARS: Final = 200
+# The cap on a reply's tokens a writer asks for: OpenAI counts it against the tokens-per-minute
+# limit up front, so the shared OPENAI_TPM budget does too.
+MAX_COMPLETION_TOKENS: Final = 1024
 # Bounds on message samples (only present when settings allow sending message text) keep the
 # request small whatever the caller passes.
 MAX_SAMPLE_MESSAGES: Final = 20
@@ -114,6 +120,25 @@ class AITransientError(AIError):
         self.retry_after = retry_after
 
 
+class AIRateLimitedError(AITransientError):
+    """
+    A 429 rate limit (not billing): `retry_after` is the server's wait when it said one
+    (Retry-After, else the reset of the used-up limit), `exhausted` the limits it named as used up
+    ("requests", "tokens"). Not retried inside the adapter: the caller tightens its shared budget
+    and puts the job back (broseph/budgets.py).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        exhausted: frozenset[str] = frozenset({"requests", "tokens"}),
+    ) -> None:
+        super().__init__(reason, retry_after=retry_after)
+        self.exhausted = exhausted
+
+
 class AIPermanentError(AIError):
     """
     The request cannot succeed as configured (bad key, no quota, bad request): stop using AI here.
@@ -149,3 +174,19 @@ def normalize_prompt(text: str) -> str:
     # Punctuation and symbols (emoji included) become spaces so "take:pizza" matches "take: pizza".
     spaced = "".join(" " if unicodedata.category(char)[0] in "PSZC" else char for char in folded)
     return " ".join(spaced.split())
+
+
+# Characters per token, roughly, for English text and JSON; the instructions and the JSON
+# wrapping around the group's data add about this many characters to every request.
+_CHARS_PER_TOKEN: Final = 4
+_FIXED_REQUEST_CHARS: Final = 1600
+
+
+def estimate_tokens(ctx: PromptContext) -> int:
+    """
+    What one request for `ctx` counts against a tokens-per-minute limit, by OpenAI's rule: the
+    prompt's tokens (estimated from its characters) plus the completion cap.
+    """
+    chars = _FIXED_REQUEST_CHARS + len(ctx.group_name) + len(ctx.activity)
+    chars += sum(map(len, ctx.recent_prompts)) + sum(map(len, ctx.sample_messages))
+    return chars // _CHARS_PER_TOKEN + MAX_COMPLETION_TOKENS

@@ -4,6 +4,13 @@ The OpenAI prompt writer: one small class around the `openai` async SDK.
 openai and pydantic exceptions are translated here, at the boundary, into the `ai.AIError` family,
 so nothing else in broseph imports `openai`; only the composition root (`broseph.services`)
 imports this module, when OPENAI_API_KEY is set.
+
+The request is what `chat.completions.parse(response_format=ConversationPrompt)` sends — the
+same strict JSON schema, built by the SDK's own function — but built once per process, and sent
+with the SDK's `post` (its transport, headers, and status → exception mapping), the reply read by
+`model_validate_json` into the few fields used. `parse` re-derived the schema from the model and
+validated the whole completion object on every call: 2-3x the client CPU of a call
+(docs/benchmarks.md, benchmark 12).
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from typing import Final
 
 import openai
 import pydantic
-from openai.types.chat import ChatCompletionMessageParam, ParsedChatCompletion
+from openai.lib._parsing._completions import type_to_response_format_param
+from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
 from broseph import tracing
 from broseph.providers.ai import (
+    MAX_COMPLETION_TOKENS,
     MAX_FOLLOW_UP_CHARS,
     MAX_PROMPT_CHARS,
     MAX_SAMPLE_CHARS,
@@ -30,6 +39,7 @@ from broseph.providers.ai import (
     AIError,
     AIOutputError,
     AIPermanentError,
+    AIRateLimitedError,
     AITransientError,
     Category,
     PromptContext,
@@ -44,7 +54,7 @@ RECENT_PROMPTS_SENT: Final = 30
 
 # Caps a runaway reply. Generous because reasoning models spend completion tokens on thinking;
 # a reply cut short surfaces as AIOutputError("truncated ...").
-_MAX_COMPLETION_TOKENS: Final = 1024
+_MAX_COMPLETION_TOKENS: Final = MAX_COMPLETION_TOKENS
 # Our retry backoff, shaped like the SDK's own: 0.5 s, 1 s, 2 s ... with up to 25 % jitter.
 _INITIAL_BACKOFF: Final = 0.5
 _MAX_BACKOFF: Final = 8.0
@@ -88,9 +98,29 @@ class ConversationPrompt(BaseModel):
     )
 
 
+# The strict schema `parse` would send for ConversationPrompt, derived once by the SDK's function.
+_RESPONSE_FORMAT: Final = type_to_response_format_param(ConversationPrompt)
+_COMPLETIONS_PATH: Final = "/chat/completions"
+
+
+# The part of a chat completion this adapter reads; the rest of the reply is skipped unparsed.
+class _Message(BaseModel):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(BaseModel):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Completion(BaseModel):
+    choices: list[_Choice]
+
+
 class OpenAIPromptGenerator:
     """
-    Writes prompts with OpenAI structured output (`chat.completions.parse`).
+    Writes prompts with OpenAI structured output (the request `chat.completions.parse` sends).
 
     Build one per process in the composition root and `aclose()` it on shutdown.
     """
@@ -112,6 +142,14 @@ class OpenAIPromptGenerator:
             raise ValueError("max_retries must not be negative")
         self._model = model
         self._max_retries = max_retries
+        # Everything but the messages, once: the schema is the costly part to derive.
+        self._body: Final[dict[str, object]] = {
+            "model": model,
+            "response_format": _RESPONSE_FORMAT,
+            # No temperature: reasoning models reject anything but the default.
+            "max_completion_tokens": _MAX_COMPLETION_TOKENS,
+            "stream": False,
+        }
         # The SDK's own retries are off: it retries every 429, including `insufficient_quota`
         # (billing, never cured by waiting). `generate` retries transient errors itself.
         self._client = openai.AsyncOpenAI(
@@ -133,6 +171,10 @@ class OpenAIPromptGenerator:
         while True:
             try:
                 return _validate_completion(await self._request(messages), ctx)
+            except AIRateLimitedError:
+                # Waiting is the caller's to arrange (the shared budget, a snoozed job): a worker
+                # slot sleeping here would hold the slot and tell no other worker.
+                raise
             except AITransientError as err:
                 delay = self._retry_delay(attempt, err.retry_after)
                 if delay is None:
@@ -140,9 +182,7 @@ class OpenAIPromptGenerator:
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def _request(
-        self, messages: list[ChatCompletionMessageParam]
-    ) -> ParsedChatCompletion[ConversationPrompt]:
+    async def _request(self, messages: list[ChatCompletionMessageParam]) -> bytes:
         # One span per HTTP request (each retry its own), a child of the job's attempt span;
         # the prompt and the reply stay out of it, as they stay out of the logs.
         with tracing.span(
@@ -153,38 +193,17 @@ class OpenAIPromptGenerator:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.request.model": self._model,
             },
-        ) as span:
-            completion = await self._call(messages)
-            usage = completion.usage
-            tracing.set_attributes(
-                span,
-                {
-                    "gen_ai.response.model": completion.model,
-                    "gen_ai.usage.input_tokens": usage.prompt_tokens if usage else None,
-                    "gen_ai.usage.output_tokens": usage.completion_tokens if usage else None,
-                },
-            )
-            return completion
+        ):
+            return await self._call(messages)
 
-    async def _call(
-        self, messages: list[ChatCompletionMessageParam]
-    ) -> ParsedChatCompletion[ConversationPrompt]:
+    async def _call(self, messages: list[ChatCompletionMessageParam]) -> bytes:
         try:
-            return await self._client.chat.completions.parse(
-                model=self._model,
-                messages=messages,
-                response_format=ConversationPrompt,
-                # No temperature: reasoning models reject anything but the default.
-                max_completion_tokens=_MAX_COMPLETION_TOKENS,
+            reply: bytes = await self._client.post(
+                _COMPLETIONS_PATH, cast_to=bytes, body={**self._body, "messages": messages}
             )
+            return reply
         # `from None` everywhere: openai errors carry request objects and server messages we do
         # not want in job logs; the reason string says what happened.
-        except openai.LengthFinishReasonError:
-            raise AIOutputError("truncated: the reply hit the token limit") from None
-        except openai.ContentFilterFinishReasonError:
-            raise AIOutputError("refused: content filter") from None
-        except pydantic.ValidationError as err:
-            raise AIOutputError(_describe_validation_error(err)) from None
         except openai.APIError as err:
             raise _translate_api_error(err) from None
         except openai.OpenAIError as err:
@@ -220,18 +239,27 @@ def _build_messages(ctx: PromptContext) -> list[ChatCompletionMessageParam]:
     return [{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def _validate_completion(
-    completion: ParsedChatCompletion[ConversationPrompt], ctx: PromptContext
-) -> PromptDraft:
+def _validate_completion(reply: bytes, ctx: PromptContext) -> PromptDraft:
+    try:
+        completion = _Completion.model_validate_json(reply)
+    except pydantic.ValidationError:
+        raise AIOutputError("malformed reply: not a chat completion") from None
     if not completion.choices:
         raise AIOutputError("empty: no choices in the reply")
-    message = completion.choices[0].message
+    choice = completion.choices[0]
+    # What `parse` raises as LengthFinishReasonError / ContentFilterFinishReasonError.
+    if choice.finish_reason == "length":
+        raise AIOutputError("truncated: the reply hit the token limit")
+    if choice.finish_reason == "content_filter":
+        raise AIOutputError("refused: content filter")
+    message = choice.message
     if message.refusal:
         raise AIOutputError("refused by the model")
-    if message.parsed is None:
+    if not message.content:
         raise AIOutputError("empty: no structured output in the reply")
     try:
-        draft = PromptDraft.model_validate(message.parsed.model_dump())
+        parsed = ConversationPrompt.model_validate_json(message.content)
+        draft = PromptDraft.model_validate(parsed.model_dump())
     except pydantic.ValidationError as err:
         raise AIOutputError(_describe_validation_error(err)) from None
     normalized = normalize_prompt(draft.text)
@@ -277,7 +305,8 @@ def _translate_api_error(err: openai.APIError) -> AIError:
         # Billing exhaustion arrives as a 429 too, but waiting never cures it.
         if "insufficient_quota" in (err.code, err.type):
             return AIPermanentError(f"quota exhausted ({label})")
-        return AITransientError(f"rate limited ({label})", retry_after=retry_after)
+        wait, exhausted = _rate_limit_wait(err.response.headers)
+        return AIRateLimitedError(f"rate limited ({label})", retry_after=wait, exhausted=exhausted)
     if status >= 500 or status in (408, 409):
         return AITransientError(f"server error ({label})", retry_after=retry_after)
     param = f", param={_safe_token(err.param)}" if err.param else ""
@@ -304,3 +333,43 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         if seconds >= 0 and seconds != float("inf"):
             return seconds
     return None
+
+
+# "6m0s", "1.5s", "20ms", "1h2m3s": the form of OpenAI's x-ratelimit-reset-* headers.
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS: Final[Mapping[str, float]] = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# A reset further away than a day is not a rate limit we wait out.
+_MAX_RESET: Final = 86400.0
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    return seconds if seconds <= _MAX_RESET else None
+
+
+def _rate_limit_wait(headers: Mapping[str, str]) -> tuple[float | None, frozenset[str]]:
+    """
+    How long a 429 asks us to wait, and which limits ("requests", "tokens") it says are used up:
+    Retry-After when given, else the reset of each limit whose remaining count is 0 (of both, if
+    the reply does not say).
+    """
+    resets: dict[str, float] = {}
+    for limit in ("requests", "tokens"):
+        seconds = _reset_seconds(headers.get(f"x-ratelimit-reset-{limit}"))
+        if seconds is not None and headers.get(f"x-ratelimit-remaining-{limit}") in ("0", None):
+            resets[limit] = seconds
+    exhausted = frozenset(
+        limit
+        for limit in ("requests", "tokens")
+        if headers.get(f"x-ratelimit-remaining-{limit}") == "0"
+    ) or frozenset({"requests", "tokens"})
+    retry_after = _retry_after_seconds(headers)
+    if retry_after is not None:
+        return retry_after, exhausted
+    return (max(resets.values()) if resets else None), exhausted

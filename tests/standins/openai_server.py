@@ -154,6 +154,8 @@ class RecordedRequest:
     headers: Mapping[str, str]
     text: str
     body: Any = field(default=None)
+    # time.monotonic() when the request arrived (rate budget tests read the spacing).
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
