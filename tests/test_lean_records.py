@@ -56,9 +56,7 @@ async def _stats(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     return {"updates": int(row["updates"]), "hot": int(row["hot"])}
 
 
-async def test_a_job_s_record_updates_through_its_lifecycle_are_heap_only(
-    app, conn, start_worker
-):
+async def test_a_job_s_record_updates_through_its_lifecycle_are_heap_only(app, conn, start_worker):
     """
     Fetch (processing), a progress report and finish (completed): on the schema before 0026 the
     trigger's two updates changed `status`, which an index read, so they were never HOT.
@@ -128,8 +126,7 @@ async def test_the_worker_s_fetch_commits_asynchronously_its_outcomes_and_enqueu
     async with await psycopg.AsyncConnection.connect(db_url) as api, api.transaction():
         ok = await enqueue.enqueue(api, testing_jobs.Reports(group_id=gid))
     cur = await conn.execute(
-        "SELECT broseph.enqueue('TestAlwaysFails', jsonb_build_object('group_id', %s::text))"
-        " AS id",
+        "SELECT broseph.enqueue('TestAlwaysFails', jsonb_build_object('group_id', %s::text)) AS id",
         (gid,),
     )
     failing = (await cur.fetchone())["id"]
