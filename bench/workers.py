@@ -321,7 +321,7 @@ class WorkerProcess:
             await self.process.wait()
 
 
-async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 60.0) -> None:
+async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 180.0) -> None:
     """
     Start the processes and wait until every one has registered and is listening.
     """
