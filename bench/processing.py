@@ -65,6 +65,19 @@ metrics = (
         target=ratio_at_least(1.5),
     ),
     Metric(
+        "uvloop_c10",
+        "(3) no-op jobs, concurrency 10, ours on uvloop",
+        "jobs/s",
+        baseline="ours on asyncio's loop, concurrency 10, same round",
+    ),
+    Metric(
+        "cpu_uvloop_c10",
+        "(3) CPU per job at concurrency 10, ours on uvloop (worker process + its backends)",
+        "ms",
+        baseline="ours on asyncio's loop, same round",
+        decimals=2,
+    ),
+    Metric(
         "cpu_c10",
         "(3) CPU per job at concurrency 10: the worker process + its Postgres backends",
         "ms",
@@ -118,6 +131,7 @@ class Config:
     kind: str
     concurrency: int
     processes: int
+    loop: str = "asyncio"
 
     @property
     def queue(self) -> str:
@@ -131,6 +145,8 @@ CONFIGS = (
     Config("raw_c10", "raw", 10, 1),
     Config("pgq_c10", "pgq", 10, 1),
     Config("ours_2p", "ours", 10, 2),
+    # Whether uvloop would make the worker faster (an option, measured, not adopted unless so).
+    Config("ours_uv_c10", "ours", 10, 1, loop="uvloop"),
 )
 # The configurations whose transactions and WAL are read (each read waits for the counters).
 ACCOUNTED = {"ours_c10", "raw_c10", "pgq_c10"}
@@ -281,6 +297,7 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
                 [config.queue],
                 concurrency=config.concurrency,
                 log_file=ctx.workdir / f"worker-{config.key}-{i}.log",
+                extra={"loop": config.loop},
             )
             for i in range(config.processes)
         ]
@@ -320,6 +337,10 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
                 "trips_c10": Sample(ours.round_trips_per_job, raw.round_trips_per_job),
                 "xacts_c10": Sample(ours.xacts_per_job, raw.xacts_per_job),
                 "wal_c10": Sample(ours.wal_per_job, raw.wal_per_job),
+                "uvloop_c10": Sample(got["ours_uv_c10"].rate, got["ours_c10"].rate),
+                "cpu_uvloop_c10": Sample(
+                    got["ours_uv_c10"].account.cpu_ms("ours_uv_c10"), ours.cpu_ms("ours_c10")
+                ),
                 "busy_2p": Sample(
                     100 * got["ours_2p"].account.cpu.busy_share, 100 * ours.cpu.busy_share
                 ),

@@ -156,6 +156,9 @@ def main(
     concurrency: Annotated[int, typer.Option()] = 10,
     openai_url: Annotated[str | None, typer.Option(help="wave: the OpenAI stand-in.")] = None,
     fcm_url: Annotated[str | None, typer.Option(help="wave: the FCM stand-in.")] = None,
+    loop: Annotated[
+        str, typer.Option(help="asyncio | uvloop: the event loop (uvloop: a measured option).")
+    ] = "asyncio",
 ) -> None:
     """
     Run one bench worker until SIGTERM, logging JSON at INFO to stderr as production does.
@@ -170,7 +173,14 @@ def main(
 
         asyncio.run(pgq.serve(url))
         return
-    asyncio.run(_serve(kind, url, queue or [], concurrency, openai_url, fcm_url))
+    serve = _serve(kind, url, queue or [], concurrency, openai_url, fcm_url)
+    if loop == "uvloop":
+        import uvloop  # installed for the measurement only (docs/benchmarks.md)
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve)
+        return
+    asyncio.run(serve)
 
 
 async def _serve(
@@ -311,7 +321,7 @@ class WorkerProcess:
             await self.process.wait()
 
 
-async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 60.0) -> None:
+async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 180.0) -> None:
     """
     Start the processes and wait until every one has registered and is listening.
     """

@@ -691,9 +691,27 @@ CREATE TABLE broseph.job_records (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     traceparent text,
     tracestate text,
+    trouble_status text GENERATED ALWAYS AS (
+CASE
+    WHEN (status = ANY (ARRAY['retrying'::text, 'failed'::text, 'cancelled'::text])) THEN status
+    ELSE NULL::text
+END) STORED,
     CONSTRAINT job_records_progress_check CHECK (((progress >= 0) AND (progress <= 100))),
     CONSTRAINT job_records_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'retrying'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
-);
+)
+WITH (fillfactor='70');
+
+--
+-- Name: COLUMN job_records.coalesce_key; Type: COMMENT; Schema: broseph; Owner: -
+--
+
+COMMENT ON COLUMN broseph.job_records.coalesce_key IS 'while the job is pending: the key later enqueues of the same values coalesce into (NULL once it left pending)';
+
+--
+-- Name: COLUMN job_records.trouble_status; Type: COMMENT; Schema: broseph; Owner: -
+--
+
+COMMENT ON COLUMN broseph.job_records.trouble_status IS 'status when retrying, failed or cancelled, else NULL (generated; indexed for finding them)';
 
 --
 -- Name: find_records(text[], text, timestamp with time zone, timestamp with time zone, uuid, uuid, text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: broseph; Owner: -
@@ -714,6 +732,8 @@ DECLARE
     cur_id uuid := coalesce(before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
     wanted text[] := coalesce(statuses, ARRAY['pending', 'processing', 'retrying', 'completed',
                                               'failed', 'cancelled']);
+    troubled text[] := ARRAY(SELECT s FROM unnest(wanted) AS s
+                              WHERE s IN ('retrying', 'failed', 'cancelled'));
 BEGIN
     IF find_records.idempotency_key IS NOT NULL THEN
         RETURN QUERY
@@ -746,21 +766,41 @@ BEGIN
                AND r.job_type = coalesce(find_records.job_type, r.job_type)
              ORDER BY r.created_at DESC, r.id DESC
              LIMIT max_rows;
+    ELSIF 'completed' = ANY (wanted) THEN
+        RETURN QUERY
+            SELECT r.* FROM broseph.job_records r
+             WHERE r.created_at >= lo AND r.created_at <= hi
+               AND (r.created_at, r.id) < (cur_at, cur_id)
+               AND r.status = ANY (wanted)
+               AND r.job_type = coalesce(find_records.job_type, r.job_type)
+             ORDER BY r.created_at DESC, r.id DESC
+             LIMIT max_rows;
     ELSE
         RETURN QUERY
             SELECT found.* FROM (
-                SELECT s.status, t.name AS job_type
-                  FROM unnest(wanted) AS s (status)
-                 CROSS JOIN broseph.job_types t
-                 WHERE t.name = coalesce(find_records.job_type, t.name)
-            ) AS k
-            CROSS JOIN LATERAL (
-                SELECT r.* FROM broseph.job_records r
-                 WHERE r.status = k.status AND r.job_type = k.job_type
+                SELECT r.* FROM public.procrastinate_jobs j
+                  JOIN broseph.job_records r ON r.procrastinate_job_id = j.id
+                 WHERE wanted && ARRAY['pending', 'processing']  -- else not run at all
+                   AND j.status IN ('todo', 'doing')
+                   AND r.status IN ('pending', 'processing') AND r.status = ANY (wanted)
+                   AND r.job_type = coalesce(find_records.job_type, r.job_type)
                    AND r.created_at >= lo AND r.created_at <= hi
                    AND (r.created_at, r.id) < (cur_at, cur_id)
-                 ORDER BY r.created_at DESC, r.id DESC
-                 LIMIT max_rows
+                UNION ALL
+                SELECT t.* FROM (
+                    SELECT s.status, jt.name AS job_type
+                      FROM unnest(troubled) AS s (status)
+                     CROSS JOIN broseph.job_types jt
+                     WHERE jt.name = coalesce(find_records.job_type, jt.name)
+                ) AS k
+                CROSS JOIN LATERAL (
+                    SELECT r.* FROM broseph.job_records r
+                     WHERE r.trouble_status = k.status AND r.job_type = k.job_type
+                       AND r.created_at >= lo AND r.created_at <= hi
+                       AND (r.created_at, r.id) < (cur_at, cur_id)
+                     ORDER BY r.created_at DESC, r.id DESC
+                     LIMIT max_rows
+                ) AS t
             ) AS found
             ORDER BY found.created_at DESC, found.id DESC
             LIMIT max_rows;
@@ -1758,6 +1798,7 @@ BEGIN
            SET status = 'cancelled',
                finished_at = now(),
                updated_at = now(),
+               coalesce_key = NULL,
                last_error = coalesce(last_error, 'queue row deleted before the job finished')
          WHERE procrastinate_job_id = OLD.id
            AND status IN ('pending', 'processing', 'retrying');
@@ -1786,6 +1827,7 @@ BEGIN
                                 THEN coalesce(r.last_error, 'cancelled')
                             ELSE r.last_error
                         END,
+           coalesce_key = NULL,
            updated_at = now()
      WHERE r.procrastinate_job_id = NEW.id;
     RETURN NEW;
@@ -2928,13 +2970,6 @@ ALTER TABLE ONLY broseph.ingress_receipts
     ADD CONSTRAINT ingress_receipts_pkey PRIMARY KEY (delivery_key);
 
 --
--- Name: job_records job_records_idempotency_key_key; Type: CONSTRAINT; Schema: broseph; Owner: -
---
-
-ALTER TABLE ONLY broseph.job_records
-    ADD CONSTRAINT job_records_idempotency_key_key UNIQUE (idempotency_key);
-
---
 -- Name: job_records job_records_pkey; Type: CONSTRAINT; Schema: broseph; Owner: -
 --
 
@@ -3129,22 +3164,16 @@ CREATE INDEX ingress_quarantine_open_idx ON broseph.ingress_quarantine USING btr
 CREATE INDEX ingress_receipts_received_idx ON broseph.ingress_receipts USING btree (received_at);
 
 --
--- Name: job_records_coalesce_pending_idx; Type: INDEX; Schema: broseph; Owner: -
+-- Name: job_records_coalesce_key_idx; Type: INDEX; Schema: broseph; Owner: -
 --
 
-CREATE UNIQUE INDEX job_records_coalesce_pending_idx ON broseph.job_records USING btree (coalesce_key) WHERE (status = 'pending'::text);
+CREATE UNIQUE INDEX job_records_coalesce_key_idx ON broseph.job_records USING btree (coalesce_key) WHERE (coalesce_key IS NOT NULL);
 
 --
--- Name: job_records_finished_id_idx; Type: INDEX; Schema: broseph; Owner: -
+-- Name: job_records_created_idx; Type: INDEX; Schema: broseph; Owner: -
 --
 
-CREATE INDEX job_records_finished_id_idx ON broseph.job_records USING btree (finished_at, id) WHERE (finished_at IS NOT NULL);
-
---
--- Name: job_records_finished_idx; Type: INDEX; Schema: broseph; Owner: -
---
-
-CREATE INDEX job_records_finished_idx ON broseph.job_records USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+CREATE INDEX job_records_created_idx ON broseph.job_records USING btree (created_at, id);
 
 --
 -- Name: job_records_group_created_idx; Type: INDEX; Schema: broseph; Owner: -
@@ -3153,10 +3182,16 @@ CREATE INDEX job_records_finished_idx ON broseph.job_records USING btree (finish
 CREATE INDEX job_records_group_created_idx ON broseph.job_records USING btree (group_id, created_at, id) WHERE (group_id IS NOT NULL);
 
 --
--- Name: job_records_status_type_created_idx; Type: INDEX; Schema: broseph; Owner: -
+-- Name: job_records_idempotency_key_idx; Type: INDEX; Schema: broseph; Owner: -
 --
 
-CREATE INDEX job_records_status_type_created_idx ON broseph.job_records USING btree (status, job_type, created_at, id);
+CREATE UNIQUE INDEX job_records_idempotency_key_idx ON broseph.job_records USING btree (idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+--
+-- Name: job_records_trouble_idx; Type: INDEX; Schema: broseph; Owner: -
+--
+
+CREATE INDEX job_records_trouble_idx ON broseph.job_records USING btree (trouble_status, job_type, created_at, id) WHERE (trouble_status IS NOT NULL);
 
 --
 -- Name: job_records_user_created_idx; Type: INDEX; Schema: broseph; Owner: -

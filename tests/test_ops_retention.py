@@ -78,10 +78,12 @@ async def test_prune_100000_old_rows_while_a_worker_keeps_completing_jobs(
         "UPDATE procrastinate_events SET at = now() - interval '30 days' WHERE job_id IN"
         " (SELECT id FROM procrastinate_jobs WHERE status = 'todo')"
     )
-    # A record whose queue row was deleted long ago: pruned too.
+    # A record whose queue row was deleted long ago (created before it finished, like every
+    # record): pruned too.
     await ops_conn.execute(
-        "INSERT INTO broseph.job_records (job_type, params, status, finished_at)"
-        " SELECT 'TestNap', '{\"millis\": 0}', 'cancelled', now() - interval '30 days'"
+        "INSERT INTO broseph.job_records (job_type, params, status, created_at, finished_at)"
+        " SELECT 'TestNap', '{\"millis\": 0}', 'cancelled', now() - interval '30 days 1 minute',"
+        " now() - interval '30 days'"
         " FROM generate_series(1, 5)"
     )
     await ops_conn.execute("ANALYZE")

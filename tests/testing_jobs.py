@@ -31,6 +31,14 @@ async def _sleeps(run: JobRun, payload: Probe) -> None:
     await asyncio.sleep(float(run.services.settings.poll_interval))
 
 
+class Reports(Probe):
+    job_type: ClassVar[str] = "TestReports"
+
+
+async def _reports(run: JobRun, payload: Probe) -> None:
+    await run.progress(50, "half way")
+
+
 FAILING = JobType(
     name="TestAlwaysFails",
     payload=Probe,
@@ -40,6 +48,8 @@ FAILING = JobType(
     backoff_base_seconds=0.2,
 )
 SLEEPING = JobType(name="TestSleeps", payload=Probe, handle=_sleeps, queue="test")
+# Succeeds after one progress report: the happy path of a job, as the processing bench runs it.
+REPORTING = JobType(name="TestReports", payload=Reports, handle=_reports, queue="test")
 
 
 async def install(

@@ -43,15 +43,19 @@ SELECT (SELECT count(*) FROM candidates) AS examined,
 
 -- name: prune_orphan_records
 -- One batch of finished job records older than the cutoff whose queue row is already gone
--- (deleted before it finished, or pruned without its record): the next `batch` in
--- (finished_at, id) order after the previous batch's last one.
+-- (deleted before it finished, or pruned without its record): the next `batch` of records
+-- created before the cutoff, finished before it too, in (created_at, id) order after the previous
+-- batch's last one (the index of 0026: a record is created before it finishes, and no index
+-- reads finished_at, which the finishing update changes). A record imported with a created_at
+-- later than its finished_at waits until its created_at is older than the cutoff too.
 WITH candidates AS MATERIALIZED (
-    SELECT r.id, r.procrastinate_job_id, r.finished_at
+    SELECT r.id, r.procrastinate_job_id, r.created_at
       FROM broseph.job_records r
-     WHERE r.finished_at < %(cutoff)s
-       AND (r.finished_at, r.id) > (%(after_at)s::timestamptz, %(after_id)s::uuid)
+     WHERE r.created_at < %(cutoff)s
+       AND (r.created_at, r.id) > (%(after_at)s::timestamptz, %(after_id)s::uuid)
+       AND r.finished_at < %(cutoff)s
        AND r.status IN ('completed', 'failed', 'cancelled')
-     ORDER BY r.finished_at, r.id
+     ORDER BY r.created_at, r.id
      LIMIT %(batch)s
 ), records AS (
     DELETE FROM broseph.job_records
@@ -61,7 +65,7 @@ WITH candidates AS MATERIALIZED (
                             WHERE j.id = c.procrastinate_job_id)))
     RETURNING id
 ), last AS (
-    SELECT finished_at AS at, id FROM candidates ORDER BY finished_at DESC, id DESC LIMIT 1
+    SELECT created_at AS at, id FROM candidates ORDER BY created_at DESC, id DESC LIMIT 1
 )
 SELECT (SELECT count(*) FROM candidates) AS examined,
        (SELECT at FROM last) AS last_at, (SELECT id FROM last) AS last_id,

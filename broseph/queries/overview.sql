@@ -1,34 +1,34 @@
 -- name: overview_active
--- Waiting and running job records per job type, all of them: one index-only count per
--- (status, job type) range of job_records_status_type_created_idx (0018), bounded by how many
--- are unfinished — never by how many have finished. The statuses are constants so the planner
--- sees how rare each is (one generic status would be costed as an average one).
+-- Waiting and running job records per job type, all of them: the unfinished queue rows
+-- (procrastinate's partial index of todo/doing rows) and their records (one probe each), bounded
+-- by how many are unfinished — never by how many have finished. A record is pending, processing
+-- or retrying exactly while its queue row is todo or doing (the sync trigger, 0003/0026); the
+-- record's own status says which.
+WITH active AS MATERIALIZED (
+    SELECT r.job_type, r.status
+      FROM procrastinate_jobs j
+      JOIN broseph.job_records r ON r.procrastinate_job_id = j.id
+     WHERE j.status IN ('todo', 'doing')
+)
 SELECT t.name AS job_type,
-       (SELECT count(*) FROM broseph.job_records r
-         WHERE r.status = 'pending' AND r.job_type = t.name) AS pending,
-       (SELECT count(*) FROM broseph.job_records r
-         WHERE r.status = 'processing' AND r.job_type = t.name) AS processing,
-       (SELECT count(*) FROM broseph.job_records r
-         WHERE r.status = 'retrying' AND r.job_type = t.name) AS retrying
+       count(a.status) FILTER (WHERE a.status = 'pending') AS pending,
+       count(a.status) FILTER (WHERE a.status = 'processing') AS processing,
+       count(a.status) FILTER (WHERE a.status = 'retrying') AS retrying
   FROM broseph.job_types t
+  LEFT JOIN active a ON a.job_type = t.name
+ GROUP BY t.name
  ORDER BY t.name;
 
 -- name: overview_recent
--- Job records created since a time, per job type, status and hour (UTC): index-only ranges of
--- (status, job_type, created_at), one per status and type, each counted per hour on its own
--- (a few dozen groups each, in memory) — bounded by the window, not the table.
-SELECT k.job_type, k.status, r.hour, r.jobs
-  FROM (SELECT s.status, t.name AS job_type
-          FROM unnest(ARRAY['pending', 'processing', 'retrying', 'completed', 'failed',
-                            'cancelled']) AS s (status)
-         CROSS JOIN broseph.job_types t) AS k
- CROSS JOIN LATERAL (
-        SELECT date_bin('1 hour', r.created_at, '2000-01-01 00:00+00') AS hour, count(*) AS jobs
-          FROM broseph.job_records r
-         WHERE r.status = k.status AND r.job_type = k.job_type
-           AND r.created_at >= %(since)s
-         GROUP BY 1) AS r
- ORDER BY k.job_type, k.status, r.hour;
+-- Job records created since a time, per job type, status and hour (UTC): one range of
+-- (created_at, id) (0026), each row's type and status read from the row, counted per hour in
+-- memory — bounded by the window, not the table.
+SELECT r.job_type, r.status,
+       date_bin('1 hour', r.created_at, '2000-01-01 00:00+00') AS hour, count(*) AS jobs
+  FROM broseph.job_records r
+ WHERE r.created_at >= %(since)s
+ GROUP BY 1, 2, 3
+ ORDER BY 1, 2, 3;
 
 -- name: queue_active_depth
 -- Waiting and running queue rows per queue (and how many of the waiting ones are scheduled for

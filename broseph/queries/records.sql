@@ -25,7 +25,13 @@ SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_l
        r.tracestate AS record_tracestate
   FROM job
   LEFT JOIN broseph.job_records r ON r.procrastinate_job_id = job.id
-  LEFT JOIN broseph.job_types t ON t.name = r.job_type;
+  LEFT JOIN broseph.job_types t ON t.name = r.job_type
+ -- Committed without waiting for the WAL flush (synchronous_commit off for this transaction
+ -- only): a fetch lost in a crash of the database server leaves the job todo and its record
+ -- pending, as they were; the worker's finish then finds no `doing` job and counts it as
+ -- recorded, and the job runs again (handlers are idempotent). Finish and retry stay
+ -- synchronous: see docs/reliability.md ("Commit modes") for why.
+ CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit;
 
 -- name: report_progress
 -- Progress of a running job (0–100 plus a short message), for clients polling the record.
