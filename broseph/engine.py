@@ -38,6 +38,7 @@ import functools
 import inspect
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, LiteralString, TypeVar, cast
@@ -195,6 +196,24 @@ class WorkerConnector(procrastinate.PsycopgConnector):
         parent = super().execute_query_all_async
         return await self._patiently(lambda: parent(query, **arguments))
 
+    async def execute_counting_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        """
+        execute_query_all_async, and how many times it ran (more than once: a try before met a
+        lost connection, and may have committed).
+        """
+        parent = super().execute_query_all_async
+        tries = 0
+
+        async def once() -> list[dict[str, Any]]:
+            nonlocal tries
+            tries += 1
+            rows: list[dict[str, Any]] = await parent(query, **arguments)
+            return rows
+
+        return await self._patiently(once), tries
+
     @contextlib.asynccontextmanager
     async def _get_cursor(
         self, connection: psycopg.AsyncConnection[Any] | None = None
@@ -269,6 +288,48 @@ def record_of(job: procrastinate_jobs.Job) -> records.Record | None:
     return job.record if isinstance(job, FetchedJob) else None
 
 
+# How long a finish waits for others to join its group (while jobs of this worker are still
+# running: when every job handed out has reported, the group goes at once), and the largest group.
+FINISH_WINDOW = 0.002
+GROUP_MAX = 100
+
+
+@dataclass(frozen=True)
+class Note:
+    """
+    What an attempt leaves on its record besides its status: the reason of a failure, the
+    handler's result, the last progress update not yet written (None: keep each).
+    """
+
+    record_id: uuid.UUID
+    error: str | None = None
+    result: Any = None
+    progress: tuple[int, str] | None = None
+
+
+@dataclass
+class _Finish:
+    job_id: int
+    status: procrastinate_jobs.Status
+    delete_job: bool
+    note: Note | None
+    done: asyncio.Future[None]
+
+
+def note_outcome(job: procrastinate_jobs.Job, app: procrastinate.App, note: Note) -> bool:
+    """
+    Hand an attempt's note to the job's finish or retry, which writes it in its own statement
+    (the record changes in the queue row's transaction). False: this job's outcome does not go
+    through the seam (not fetched by it): the caller writes the note itself.
+    """
+    manager_ = app.job_manager
+    if not isinstance(job, FetchedJob) or not isinstance(manager_, WorkerJobManager):
+        return False
+    assert job.id is not None
+    manager_.notes[job.id] = note
+    return True
+
+
 class WorkerJobManager(manager.JobManager):
     """
     procrastinate's JobManager with broseph's fetch (migrations/0016, the record read with the
@@ -279,6 +340,14 @@ class WorkerJobManager(manager.JobManager):
     def __init__(self, connector: connector.BaseConnector) -> None:
         super().__init__(connector)
         self._schema_checked = False
+        # Notes of attempts whose finish or retry has not been asked for yet (note_outcome).
+        self.notes: dict[int, Note] = {}
+        # Jobs handed to the worker that have not reported their outcome yet, and the finishes
+        # waiting for their group.
+        self._running: set[int] = set()
+        self._pending: list[_Finish] = []
+        self._group_ready = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def fetch_job(
         self, queues: Iterable[str] | None, worker_id: int
@@ -289,13 +358,113 @@ class WorkerJobManager(manager.JobManager):
         record = records.fetched(row)  # takes the record_* columns out of the row
         if row["id"] is None:
             return None
+        self._running.add(row["id"])
         return FetchedJob.from_row(row).evolve(record=record)
 
     async def finish_job(
         self, job: procrastinate_jobs.Job, status: procrastinate_jobs.Status, delete_job: bool
     ) -> None:
+        """
+        Group commit: the finish joins the group of this worker's finishes, which ends in one
+        statement (broseph.finish_jobs, migrations/0031) with each job's note; returns once
+        this job's finish is committed (procrastinate's Worker frees the slot only then).
+        """
+        assert job.id is not None
+        finish = _Finish(
+            job.id,
+            status,
+            delete_job,
+            self.notes.pop(job.id, None),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._pending.append(finish)
+        self._reported(job.id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="broseph finish group")
+        await finish.done
+
+    def _reported(self, job_id: int) -> None:
+        self._running.discard(job_id)
+        if not self._running or len(self._pending) >= GROUP_MAX:
+            self._group_ready.set()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            if self._running and len(self._pending) < GROUP_MAX:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._group_ready.wait(), FINISH_WINDOW)
+            self._group_ready.clear()
+            group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            try:
+                await self._finish_group(group)
+            except BaseException as exc:  # never leave a finish waiting for ever
+                for finish in group:
+                    if not finish.done.done():
+                        finish.done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _finish_group(self, group: list[_Finish]) -> None:
+        notes = [finish.note for finish in group]
+        arguments: dict[str, Any] = {
+            "job_ids": [finish.job_id for finish in group],
+            "statuses": [finish.status.value for finish in group],
+            "delete_jobs": [finish.delete_job for finish in group],
+            "record_ids": [note.record_id if note else None for note in notes],
+            "errors": [note.error if note else None for note in notes],
+            "results": [_json(note.result) if note else None for note in notes],
+            "progresses": [note.progress[0] if note and note.progress else None for note in notes],
+            "messages": [note.progress[1] if note and note.progress else None for note in notes],
+        }
+        query = broseph_sql.query("finish_jobs")
+        try:
+            if isinstance(self.connector, WorkerConnector):
+                rows, tries = await self.connector.execute_counting_async(query, **arguments)
+            else:
+                rows, tries = await self.connector.execute_query_all_async(query, **arguments), 1
+        except exceptions.ConnectorException as exc:
+            if connection_lost(exc):
+                raise  # the database is away past DB_OUTAGE_TIMEOUT: one by one would not help
+            logger.warning("finish_group_failed", jobs=len(group), error=str(exc.__cause__)[:300])
+            rows, tries = [], 1
+        finished = {row["id"] for row in rows}
+        for finish in group:
+            if finish.job_id in finished or tries > 1:
+                # Missing from a group repeated after a lost connection: its first try committed
+                # (as procrastinate's "not found" after a loss, _Mode.OUTCOME).
+                _resolve(finish.done)
+        for finish in group:
+            if not finish.done.done():
+                try:
+                    await self._finish_alone(finish)
+                except Exception as exc:
+                    finish.done.set_exception(exc)
+                else:
+                    _resolve(finish.done)
+
+    async def _finish_alone(self, finish: _Finish) -> None:
+        """
+        A finish the group did not make: with its note, alone; when the job is not in todo or
+        doing, procrastinate's own finish raises its error (or, after a loss, counts as done).
+        """
+        if finish.note is not None:
+            rows = await self.connector.execute_query_all_async(
+                broseph_sql.query("finish_jobs"),
+                job_ids=[finish.job_id],
+                statuses=[finish.status.value],
+                delete_jobs=[finish.delete_job],
+                record_ids=[finish.note.record_id],
+                errors=[finish.note.error],
+                results=[_json(finish.note.result)],
+                progresses=[finish.note.progress[0] if finish.note.progress else None],
+                messages=[finish.note.progress[1] if finish.note.progress else None],
+            )
+            if rows:
+                return
         with _mode(_Mode.OUTCOME):
-            await super().finish_job(job=job, status=status, delete_job=delete_job)
+            await super().finish_job_by_id_async(
+                job_id=finish.job_id, status=finish.status, delete_job=finish.delete_job
+            )
 
     async def retry_job(
         self,
@@ -305,9 +474,27 @@ class WorkerJobManager(manager.JobManager):
         queue: str | None = None,
         lock: str | None = None,
     ) -> None:
+        assert job.id is not None
+        note = self.notes.pop(job.id, None)
+        self._reported(job.id)
         with _mode(_Mode.OUTCOME):
-            await super().retry_job(
-                job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+            if note is None:
+                await super().retry_job(
+                    job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+                )
+                return
+            await self.connector.execute_query_async(
+                broseph_sql.query("retry_job_noted"),
+                job_id=job.id,
+                retry_at=retry_at or datetime.datetime.now(datetime.UTC),
+                new_priority=priority,
+                new_queue_name=queue,
+                new_lock=lock,
+                record_id=note.record_id,
+                error=note.error,
+                result=_json(note.result),
+                progress=note.progress[0] if note.progress else None,
+                message=note.progress[1] if note.progress else None,
             )
 
     async def batch_defer_jobs_async(
@@ -337,6 +524,15 @@ class WorkerJobManager(manager.JobManager):
         if report.problems:
             raise SchemaMismatch("; ".join(report.problems))
         self._schema_checked = True
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():  # its waiter may have been cancelled
+        done.set_result(None)
 
 
 def install(app: procrastinate.App) -> None:

@@ -724,6 +724,66 @@ END;
 $$;
 
 --
+-- Name: finish_jobs(bigint[], public.procrastinate_job_status[], boolean[], uuid[], text[], jsonb[], integer[], text[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    finishable bigint[];
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(end_statuses) AS s(status)
+                WHERE s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'aborted')) THEN
+        RAISE 'End status should be either "succeeded", "failed" or "aborted" (job ids: %)',
+            job_ids;
+    END IF;
+    SELECT coalesce(array_agg(locked.id), '{}') INTO finishable
+      FROM (SELECT j.id
+              FROM public.procrastinate_jobs AS j
+             WHERE j.id = ANY (job_ids) AND j.status IN ('todo', 'doing')
+             ORDER BY j.id
+               FOR UPDATE) AS locked;
+
+    UPDATE broseph.job_records AS r
+       SET last_error = coalesce(n.error, r.last_error),
+           result = coalesce(n.result, r.result),
+           progress = CASE WHEN r.status = 'processing' THEN coalesce(n.progress, r.progress)
+                           ELSE r.progress END,
+           progress_message = CASE WHEN r.status = 'processing'
+                                   THEN coalesce(n.message, r.progress_message)
+                                   ELSE r.progress_message END,
+           updated_at = now()
+      FROM unnest(job_ids, record_ids, errors, results, progresses, messages)
+               AS n(job_id, record_id, error, result, progress, message)
+     WHERE n.record_id IS NOT NULL
+       AND r.id = n.record_id
+       AND n.job_id = ANY (finishable);
+
+    DELETE FROM public.procrastinate_jobs AS j
+     USING unnest(job_ids, delete_jobs) AS f(id, delete_job)
+     WHERE f.delete_job AND j.id = f.id AND j.id = ANY (finishable);
+
+    RETURN QUERY
+    WITH finished AS (
+        UPDATE public.procrastinate_jobs AS j
+           SET status = f.end_status,
+               abort_requested = false,
+               attempts = CASE j.status WHEN 'doing' THEN j.attempts + 1 ELSE j.attempts END
+          FROM unnest(job_ids, end_statuses, delete_jobs) AS f(id, end_status, delete_job)
+         WHERE NOT f.delete_job AND j.id = f.id AND j.id = ANY (finishable)
+        RETURNING j.id
+    )
+    SELECT finished.id FROM finished;
+
+    RETURN QUERY
+    SELECT f.id FROM unnest(job_ids, delete_jobs) AS f(id, delete_job)
+     WHERE f.delete_job AND f.id = ANY (finishable);
+END;
+$$;
+
+--
 -- Name: ingress_enqueue(text, text, text, text, text, jsonb, timestamp with time zone, text, jsonb, timestamp with time zone, integer, jsonb); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -1263,6 +1323,32 @@ BEGIN
     END LOOP;
     DELETE FROM procrastinate_workers w
      WHERE w.last_heartbeat < now() - make_interval(secs => lost_after_seconds);
+END;
+$$;
+
+--
+-- Name: retry_job(bigint, timestamp with time zone, integer, character varying, character varying, uuid, text, jsonb, integer, text); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE broseph.job_records AS r
+       SET last_error = coalesce(retry_job.error, r.last_error),
+           result = coalesce(retry_job.result, r.result),
+           progress = CASE WHEN r.status = 'processing'
+                           THEN coalesce(retry_job.progress, r.progress) ELSE r.progress END,
+           progress_message = CASE WHEN r.status = 'processing'
+                                   THEN coalesce(retry_job.message, r.progress_message)
+                                   ELSE r.progress_message END,
+           updated_at = now()
+     WHERE r.id = retry_job.record_id;
+    -- Raises procrastinate's "Job was not found or …" (rolling the note back with it).
+    PERFORM public.procrastinate_retry_job_v2(
+        retry_job.job_id, retry_job.retry_at, retry_job.new_priority, retry_job.new_queue_name,
+        retry_job.new_lock);
 END;
 $$;
 
@@ -3513,6 +3599,13 @@ REVOKE ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, crea
 GRANT ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, created_from timestamp with time zone, created_to timestamp with time zone, group_id uuid, user_id uuid, idempotency_key text, before_at timestamp with time zone, before_id uuid, max_rows integer) TO service_role;
 
 --
+-- Name: FUNCTION finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[]) TO service_role;
+
+--
 -- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
 --
 
@@ -3632,6 +3725,13 @@ GRANT ALL ON FUNCTION broseph.refuse_idempotency_key(p_key text, p_column text) 
 
 REVOKE ALL ON FUNCTION broseph.rescue_lost_jobs(lost_after_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.rescue_lost_jobs(lost_after_seconds double precision) TO service_role;
+
+--
+-- Name: FUNCTION retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) TO service_role;
 
 --
 -- Name: FUNCTION security_findings(); Type: ACL; Schema: broseph; Owner: -

@@ -9,7 +9,6 @@ import asyncio
 import math
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
