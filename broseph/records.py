@@ -53,7 +53,7 @@ async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record |
 def fetched(row: dict[str, Any]) -> Record | None:
     """
     Take the record columns (record_*) out of a row of the worker's fetch
-    (`fetch_job_with_record`, run by broseph/engine.py): the job's record, or None for a job
+    (`fetch_jobs_with_record`, run by broseph/engine.py): the job's record, or None for a job
     without one (a periodic tick) or no job at all.
     """
     record = {key: row.pop(f"record_{key}") for key in _FETCHED_COLUMNS}

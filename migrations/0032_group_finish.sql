@@ -1,4 +1,4 @@
--- 0031 — Group commit of the worker's finishes, with the lifecycle's writes in the same statement.
+-- 0032 — Group commit of the worker's finishes, with the lifecycle's writes in the same statement.
 --
 -- procrastinate's worker finishes each job with its own statement and transaction
 -- (procrastinate_finish_job_v1), and broseph's lifecycle wrote the attempt's result / error /
@@ -7,11 +7,13 @@
 -- ends them all here, in one statement, each with what the lifecycle had to write on its record:
 -- the record still changes in the queue row's transaction (trigger, migrations/0003), as before.
 --
--- broseph.finish_jobs(...) → the ids it finished. Per job, procrastinate_finish_job_v1's
+-- broseph.finish_jobs(...) → (job id, finished | started | aborted). It also starts the fetched
+-- jobs the worker's slots took from its buffer (start_ids, migrations/0031: committed before
+-- their handlers begin, in the same group). Per finished job, procrastinate_finish_job_v1's
 -- semantics exactly: end status succeeded / failed / aborted (anything else is an error, like
 -- theirs), abort_requested cleared, attempts + 1 when it was `doing`, or the row deleted when
 -- delete_job; only a job in `todo` or `doing` is finished. A job that is not (already finished,
--- rescued meanwhile) is left out of the answer instead of failing the whole group: the seam then
+-- rescued meanwhile) is left out of the answer (not `finished`) instead of failing the whole group: the seam then
 -- finishes it alone with procrastinate's own function, which raises its usual error or — after a
 -- lost connection — counts as already recorded. Its note is not written here either (the alone
 -- path writes it). The rows are locked in id order first (no deadlock with a rescue or another
@@ -30,27 +32,61 @@ CREATE FUNCTION broseph.finish_jobs(
     errors text[],
     results jsonb[],
     progresses integer[],
-    messages text[]
+    messages text[],
+    start_ids bigint[]
 )
-    RETURNS SETOF bigint
+    RETURNS TABLE (job_id bigint, outcome text)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     finishable bigint[];
+    startable bigint[];
+    aborted bigint[];
 BEGIN
     IF EXISTS (SELECT 1 FROM unnest(end_statuses) AS s(status)
                 WHERE s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'aborted')) THEN
         RAISE 'End status should be either "succeeded", "failed" or "aborted" (job ids: %)',
             job_ids;
     END IF;
-    SELECT coalesce(array_agg(locked.id), '{}') INTO finishable
-      FROM (SELECT j.id
-              FROM public.procrastinate_jobs AS j
-             WHERE j.id = ANY (job_ids) AND j.status IN ('todo', 'doing')
-             ORDER BY j.id
-               FOR UPDATE) AS locked;
+    -- Every row this statement changes, locked in id order (no deadlock with a rescue or
+    -- another worker's group).
+    PERFORM 1
+       FROM public.procrastinate_jobs AS j
+      WHERE j.id = ANY (job_ids || start_ids)
+      ORDER BY j.id
+        FOR UPDATE;
+    SELECT coalesce(array_agg(j.id), '{}') INTO finishable
+      FROM public.procrastinate_jobs AS j
+     WHERE j.id = ANY (job_ids) AND j.status IN ('todo', 'doing');
 
+    -- Starts: a fetched job a slot takes (migrations/0031). Still held by its worker: it starts
+    -- (its record moves to processing, as the trigger does at a fetch) unless a cancel asked for
+    -- its abort meanwhile — it then ends aborted without running, and without an attempt.
+    WITH gone AS (
+        DELETE FROM broseph.unstarted_jobs AS u
+         USING public.procrastinate_jobs AS j
+         WHERE u.job_id = ANY (start_ids) AND j.id = u.job_id AND j.status = 'doing'
+        RETURNING j.id, j.abort_requested
+    )
+    SELECT coalesce(array_agg(gone.id) FILTER (WHERE NOT gone.abort_requested), '{}'),
+           coalesce(array_agg(gone.id) FILTER (WHERE gone.abort_requested), '{}')
+      INTO startable, aborted
+      FROM gone;
+    UPDATE broseph.job_records AS r
+       SET status = 'processing',
+           attempts = j.attempts + 1,
+           started_at = coalesce(r.started_at, now()),
+           next_attempt_at = NULL,
+           finished_at = NULL,
+           updated_at = now()
+      FROM public.procrastinate_jobs AS j
+     WHERE j.id = ANY (startable) AND r.procrastinate_job_id = j.id;
+    UPDATE public.procrastinate_jobs AS j
+       SET status = 'aborted', abort_requested = false
+     WHERE j.id = ANY (aborted);
+
+    -- The lifecycle's writes first: while the records are still processing (note_outcome).
     UPDATE broseph.job_records AS r
        SET last_error = coalesce(n.error, r.last_error),
            result = coalesce(n.result, r.result),
@@ -70,30 +106,26 @@ BEGIN
      USING unnest(job_ids, delete_jobs) AS f(id, delete_job)
      WHERE f.delete_job AND j.id = f.id AND j.id = ANY (finishable);
 
-    RETURN QUERY
-    WITH finished AS (
-        UPDATE public.procrastinate_jobs AS j
-           SET status = f.end_status,
-               abort_requested = false,
-               attempts = CASE j.status WHEN 'doing' THEN j.attempts + 1 ELSE j.attempts END
-          FROM unnest(job_ids, end_statuses, delete_jobs) AS f(id, end_status, delete_job)
-         WHERE NOT f.delete_job AND j.id = f.id AND j.id = ANY (finishable)
-        RETURNING j.id
-    )
-    SELECT finished.id FROM finished;
+    UPDATE public.procrastinate_jobs AS j
+       SET status = f.end_status,
+           abort_requested = false,
+           attempts = CASE j.status WHEN 'doing' THEN j.attempts + 1 ELSE j.attempts END
+      FROM unnest(job_ids, end_statuses, delete_jobs) AS f(id, end_status, delete_job)
+     WHERE NOT f.delete_job AND j.id = f.id AND j.id = ANY (finishable);
 
     RETURN QUERY
-    SELECT f.id FROM unnest(job_ids, delete_jobs) AS f(id, delete_job)
-     WHERE f.delete_job AND f.id = ANY (finishable);
+    SELECT f.id, 'finished' FROM unnest(finishable) AS f(id)
+    UNION ALL SELECT s.id, 'started' FROM unnest(startable) AS s(id)
+    UNION ALL SELECT a.id, 'aborted' FROM unnest(aborted) AS a(id);
 END;
 $$;
 
 REVOKE EXECUTE ON FUNCTION broseph.finish_jobs(
     bigint[], public.procrastinate_job_status[], boolean[], uuid[], text[], jsonb[], integer[],
-    text[]) FROM PUBLIC;
+    text[], bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION broseph.finish_jobs(
     bigint[], public.procrastinate_job_status[], boolean[], uuid[], text[], jsonb[], integer[],
-    text[]) TO service_role;
+    text[], bigint[]) TO service_role;
 
 CREATE FUNCTION broseph.retry_job(
     job_id bigint,
