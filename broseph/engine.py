@@ -553,22 +553,30 @@ class WorkerJobManager(manager.JobManager):
     async def _finish_group(self, group: list[_Finish], starts: list[_Start]) -> None:
         try:
             outcomes, tries = await self._run_group(group, starts)
+            finished, finish_tries = outcomes, tries
         except exceptions.ConnectorException as exc:
             if connection_lost(exc):
                 raise  # the database is away past DB_OUTAGE_TIMEOUT: one by one would not help
             logger.warning(
                 "finish_group_failed", jobs=len(group) + len(starts), error=str(exc.__cause__)[:300]
             )
+            outcomes, tries = {}, 1
+            finished, finish_tries = {}, 1
             if starts:  # the starts again without the finishes (one of which may be the cause)
-                outcomes, tries = await self._run_group([], starts)
-            else:
-                outcomes, tries = {}, 1
+                try:
+                    outcomes, tries = await self._run_group([], starts)
+                except exceptions.ConnectorException as start_exc:
+                    for start in starts:  # the job fails before its handler (and is retried)
+                        if not start.started.done():
+                            start.started.set_exception(start_exc)
         for start in starts:
+            if start.started.done():
+                continue
             outcome = outcomes.get(start.job_id)
             # Not in the answer of a repeated group: the first try started it (the mark is gone).
             _resolve(start.started, outcome == "started" or (outcome is None and tries > 1))
         for finish in group:
-            if outcomes.get(finish.job_id) == "finished" or tries > 1:
+            if finish.job_id in finished or finish_tries > 1:
                 # Missing from a group repeated after a lost connection: its first try committed
                 # (as procrastinate's "not found" after a loss, _Mode.OUTCOME).
                 _resolve(finish.done, None)
