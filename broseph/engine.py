@@ -8,7 +8,7 @@ message naming what changed (IncompatibleProcrastinate) — never a failure at t
 Checked: the private PsycopgConnector methods the connector overrides or calls; the JobManager
 methods the worker calls and `WorkerJobManager` replaces, and that procrastinate's Worker still
 calls them; the fetch (procrastinate's `fetch_job` selects exactly the job columns of broseph's
-`fetch_job_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
+`fetch_jobs_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
 the package (the functions and columns broseph's migrations and queries use, with argument types;
 the error text of an already-recorded finish or retry; the NOTIFY channels and payload); its
 upgrade files (each recognisable in a database, broseph/queries/procrastinate.sql); its registry
@@ -18,13 +18,18 @@ The database side is checked when a worker starts (`WorkerJobManager.register_wo
 procrastinate schema at the installed package's version, and what broseph relies on and put on
 procrastinate's objects in place (broseph/procrastinate_schema.py); else SchemaMismatch, one line.
 
-The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record: the
-fetch (`broseph.fetch_job`, migrations/0016) reads the record in the same statement, and the job
-the lifecycle receives carries it (`FetchedJob.record`, read with `record_of`). Batching (fetch K
-jobs per statement, finish in grouped statements with the lifecycle's writes folded in) belongs
-in `WorkerJobManager`: procrastinate's Worker asks it for one job at a time (`fetch_job`) and
-reports each outcome to it (`finish_job`, `retry_job`); the worker's last call to it
-(`unregister_worker`) is where jobs fetched but never started can be released unspent.
+The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record.
+procrastinate's Worker asks `WorkerJobManager` for one job per free slot (`fetch_job`) and reports
+each outcome to it (`finish_job`, `retry_job`); the seam batches both. The fetch
+(`broseph.fetch_jobs`, migrations/0031) takes up to the free slots' jobs in one statement, each
+with its record (`FetchedJob.record`, read with `record_of`); the first runs at once, the rest wait
+in a local buffer, `doing` but marked not started, for the slots asking next, and are started in
+the next grouped statement before their handlers begin (`start_middleware`, a procrastinate
+worker middleware `worker_options` adds). Finishes are collected for up to FINISH_WINDOW and ended
+in one statement (`broseph.finish_jobs`, migrations/0032) with the lifecycle's writes folded in
+(`note_outcome`): the record changes in the queue row's transaction. The worker's last call
+(`unregister_worker`) releases jobs fetched but never started, unspent; after a kill the rescue
+does (migrations/0031).
 """
 
 from __future__ import annotations
