@@ -8,7 +8,7 @@ message naming what changed (IncompatibleProcrastinate) — never a failure at t
 Checked: the private PsycopgConnector methods the connector overrides or calls; the JobManager
 methods the worker calls and `WorkerJobManager` replaces, and that procrastinate's Worker still
 calls them; the fetch (procrastinate's `fetch_job` selects exactly the job columns of broseph's
-`fetch_job_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
+`fetch_jobs_with_record`, and `Job.from_row` builds a job from that row); procrastinate's SQL in
 the package (the functions and columns broseph's migrations and queries use, with argument types;
 the error text of an already-recorded finish or retry; the NOTIFY channels and payload); its
 upgrade files (each recognisable in a database, broseph/queries/procrastinate.sql); its registry
@@ -18,18 +18,24 @@ The database side is checked when a worker starts (`WorkerJobManager.register_wo
 procrastinate schema at the installed package's version, and what broseph relies on and put on
 procrastinate's objects in place (broseph/procrastinate_schema.py); else SchemaMismatch, one line.
 
-The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record: the
-fetch (`broseph.fetch_job`, migrations/0016) reads the record in the same statement, and the job
-the lifecycle receives carries it (`FetchedJob.record`, read with `record_of`). Batching (fetch K
-jobs per statement, finish in grouped statements with the lifecycle's writes folded in) belongs
-in `WorkerJobManager`: procrastinate's Worker asks it for one job at a time (`fetch_job`) and
-reports each outcome to it (`finish_job`, `retry_job`); the worker's last call to it
-(`unregister_worker`) is where jobs fetched but never started can be released unspent.
+The seam owns the worker's fetch, finish and retry, and the hand-off of the job's record.
+procrastinate's Worker asks `WorkerJobManager` for one job per free slot (`fetch_job`) and reports
+each outcome to it (`finish_job`, `retry_job`); the seam batches both. The fetch
+(`broseph.fetch_jobs`, migrations/0031) takes up to the free slots' jobs in one statement, each
+with its record (`FetchedJob.record`, read with `record_of`); the first runs at once, the rest wait
+in a local buffer, `doing` but marked not started, for the slots asking next, and are started in
+the next grouped statement before their handlers begin (`start_middleware`, a procrastinate
+worker middleware `worker_options` adds). Finishes are collected for up to FINISH_WINDOW and ended
+in one statement (`broseph.finish_jobs`, migrations/0032) with the lifecycle's writes folded in
+(`note_outcome`): the record changes in the queue row's transaction. The worker's last call
+(`unregister_worker`) releases jobs fetched but never started, unspent; after a kill the rescue
+does (migrations/0031).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import datetime
@@ -38,6 +44,7 @@ import functools
 import inspect
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, LiteralString, TypeVar, cast
@@ -46,7 +53,17 @@ import attr
 import procrastinate
 import psycopg
 import psycopg_pool
-from procrastinate import blueprints, connector, exceptions, manager, periodic, schema, sql
+from procrastinate import (
+    blueprints,
+    connector,
+    exceptions,
+    job_context,
+    manager,
+    middleware,
+    periodic,
+    schema,
+    sql,
+)
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import worker as procrastinate_worker
 from psycopg.rows import DictRow
@@ -195,6 +212,24 @@ class WorkerConnector(procrastinate.PsycopgConnector):
         parent = super().execute_query_all_async
         return await self._patiently(lambda: parent(query, **arguments))
 
+    async def execute_counting_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        """
+        execute_query_all_async, and how many times it ran (more than once: a try before met a
+        lost connection, and may have committed).
+        """
+        parent = super().execute_query_all_async
+        tries = 0
+
+        async def once() -> list[dict[str, Any]]:
+            nonlocal tries
+            tries += 1
+            rows: list[dict[str, Any]] = await parent(query, **arguments)
+            return rows
+
+        return await self._patiently(once), tries
+
     @contextlib.asynccontextmanager
     async def _get_cursor(
         self, connection: psycopg.AsyncConnection[Any] | None = None
@@ -269,11 +304,98 @@ def record_of(job: procrastinate_jobs.Job) -> records.Record | None:
     return job.record if isinstance(job, FetchedJob) else None
 
 
+# How long a finish waits for others to join its group (while jobs of this worker are still
+# running: when every job handed out has reported, or a start is waiting, the group goes at
+# once), and the largest group.
+FINISH_WINDOW = 0.002
+GROUP_MAX = 100
+
+
+@dataclass(frozen=True)
+class Note:
+    """
+    What an attempt leaves on its record besides its status: the reason of a failure, the
+    handler's result, the last progress update not yet written (None: keep each).
+    """
+
+    record_id: uuid.UUID
+    error: str | None = None
+    result: Any = None
+    progress: tuple[int, str] | None = None
+
+
+@dataclass
+class _Finish:
+    job_id: int
+    status: procrastinate_jobs.Status
+    delete_job: bool
+    note: Note | None
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Start:
+    job_id: int
+    started: asyncio.Future[bool]  # False: not to run (a cancel reached it first)
+
+
+def note_outcome(job: procrastinate_jobs.Job, app: procrastinate.App, note: Note) -> bool:
+    """
+    Hand an attempt's note to the job's finish or retry, which writes it in its own statement
+    (the record changes in the queue row's transaction). False: this job's outcome does not go
+    through the seam (not fetched by it): the caller writes the note itself.
+    """
+    manager_ = app.job_manager
+    if not isinstance(job, FetchedJob) or not isinstance(manager_, WorkerJobManager):
+        return False
+    assert job.id is not None
+    manager_.notes[job.id] = note
+    return True
+
+
+async def start_middleware(
+    call_next: middleware.AsyncCallNext,
+    context: job_context.JobContext,
+    worker: procrastinate_worker.Worker,
+) -> Any:
+    """
+    procrastinate worker middleware (around every job, before its task): a job a slot took from
+    the fetch buffer is started in the database first (WorkerJobManager.start) — so a job whose
+    handler never began is never counted as an attempt — or not run at all when a cancel reached
+    it while it waited.
+    """
+    manager_ = context.app.job_manager
+    if isinstance(manager_, WorkerJobManager) and not await manager_.start(context.job):
+        raise exceptions.JobAborted("cancelled before it started")
+    return await call_next()
+
+
+def worker_options(app: procrastinate.App, options: dict[str, Any]) -> dict[str, Any]:
+    """
+    The options of a worker run on this app (`app.run_worker_async(**options)`), with the
+    seam's start middleware; tells the job manager the worker's concurrency, the most its fetch
+    takes at once (never more than the free slots). Without this, the fetch takes one job.
+    """
+    merged = {**app.worker_defaults, **options}
+    if isinstance(app.job_manager, WorkerJobManager):
+        app.job_manager.concurrency = max(int(merged.get("concurrency") or 1), 1)
+    extra = list(merged.get("worker_middleware") or [])
+    return {**options, "worker_middleware": [*extra, start_middleware]}
+
+
 class WorkerJobManager(manager.JobManager):
     """
-    procrastinate's JobManager with broseph's fetch (migrations/0016, the record read with the
-    job), its finish and retry made safe to repeat after a lost connection, defers never repeated,
-    and the database's procrastinate schema checked when a worker starts.
+    procrastinate's JobManager with broseph's fetch (migrations/0016, 0031: up to the free slots
+    per statement, the record read with each job), finishes in groups (0032) carrying the
+    lifecycle's writes, finish and retry made safe to repeat after a lost connection, defers
+    never repeated, and the database's procrastinate schema checked when a worker starts.
+
+    procrastinate's Worker asks for one job per free slot (`fetch_job`). The first ask with an
+    empty buffer fetches up to `concurrency - held` jobs: the first runs at once (started in that
+    statement), the rest wait in the buffer, `doing` but not started (migrations/0031), for the
+    slots asking next — immediately, as they are free. A job taken from the buffer is started in
+    the next group statement before its handler begins (start_middleware). The worker's last call
+    (`unregister_worker`) releases what it never started.
     """
 
     def __init__(self, connector: connector.BaseConnector) -> None:
@@ -281,35 +403,233 @@ class WorkerJobManager(manager.JobManager):
         self._schema_checked = False
         # job id → (seconds, reason) of a job whose handler asked to wait (`snooze`).
         self._snoozes: dict[int, tuple[float, str]] = {}
+        # The worker's concurrency (worker_options): the most one fetch takes.
+        self.concurrency = 1
+        # Notes of attempts whose finish or retry has not been asked for yet (note_outcome).
+        self.notes: dict[int, Note] = {}
+        # Fetched jobs not handed out yet, per worker; handed out but to be started first; ended
+        # before they started (their finish is already recorded).
+        self._buffers: dict[int, collections.deque[FetchedJob]] = {}
+        self._to_start: set[int] = set()
+        self._ended: set[int] = set()
+        # Handed out, outcome not committed yet (slots in use); outcome not reported yet.
+        self._held: set[int] = set()
+        self._running: set[int] = set()
+        # Finishes and starts waiting for their group.
+        self._pending: list[_Finish] = []
+        self._starts: list[_Start] = []
+        self._group_ready = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def fetch_job(
         self, queues: Iterable[str] | None, worker_id: int
     ) -> procrastinate_jobs.Job | None:
-        row = await self.connector.execute_query_one_async(
-            query=broseph_sql.query("fetch_job_with_record"), queues=queues, worker_id=worker_id
+        buffer = self._buffers.setdefault(worker_id, collections.deque())
+        if buffer:
+            job = buffer.popleft()
+            assert job.id is not None
+            self._to_start.add(job.id)
+            return self._hand_out(job)
+        rows = await self.connector.execute_query_all_async(
+            query=broseph_sql.query("fetch_jobs_with_record"),
+            queues=queues,
+            worker_id=worker_id,
+            k=max(self.concurrency - len(self._held), 1),
         )
-        record = records.fetched(row)  # takes the record_* columns out of the row
-        if row["id"] is None:
+        fetched = []
+        for row in rows:
+            record = records.fetched(row)  # takes the record_* columns out of the row
+            fetched.append(cast(FetchedJob, FetchedJob.from_row(row).evolve(record=record)))
+        if not fetched:
             return None
-        return FetchedJob.from_row(row).evolve(record=record)
+        buffer.extend(fetched[1:])
+        return self._hand_out(fetched[0])
+
+    def _hand_out(self, job: FetchedJob) -> FetchedJob:
+        assert job.id is not None
+        self._held.add(job.id)
+        self._running.add(job.id)
+        return job
+
+    async def start(self, job: procrastinate_jobs.Job) -> bool:
+        """
+        Start a job taken from the buffer (no-op for one started by its fetch): its unstarted
+        mark goes and its record moves to processing in the next group statement, committed
+        before this returns. False: not started — a cancel asked for its abort meanwhile (it is
+        now `aborted`, no attempt spent) or it is no longer this worker's.
+        """
+        if job.id not in self._to_start:
+            return True
+        self._to_start.discard(job.id)
+        start = _Start(job.id, asyncio.get_running_loop().create_future())
+        self._starts.append(start)
+        self._group_ready.set()
+        self._flush_soon()
+        started = await start.started
+        if not started:
+            self._ended.add(job.id)
+        return started
 
     async def finish_job(
         self, job: procrastinate_jobs.Job, status: procrastinate_jobs.Status, delete_job: bool
     ) -> None:
-        snoozed = self._snoozes.pop(job.id, None) if job.id is not None else None
+        """
+        Group commit: the finish joins the group of this worker's finishes, which ends in one
+        statement (broseph.finish_jobs, migrations/0032) with each job's note; returns once
+        this job's finish is committed (procrastinate's Worker frees the slot only then).
+        """
+        assert job.id is not None
+        snoozed = self._snoozes.pop(job.id, None)
+        if snoozed is not None and status == procrastinate_jobs.Status.SUCCEEDED:
+            await self._snooze_now(job.id, *snoozed)
+            return
+        if self._done_before_start(job.id):
+            return
+        finish = _Finish(
+            job.id,
+            status,
+            delete_job,
+            self.notes.pop(job.id, None),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._pending.append(finish)
+        self._reported(job.id)
+        self._flush_soon()
+        try:
+            await finish.done
+        finally:
+            self._held.discard(job.id)
+
+    def _done_before_start(self, job_id: int) -> bool:
+        if job_id not in self._ended:
+            return False
+        self._ended.discard(job_id)
+        self.notes.pop(job_id, None)
+        self._running.discard(job_id)
+        self._held.discard(job_id)
+        return True
+
+    def _reported(self, job_id: int) -> None:
+        self._running.discard(job_id)
+        if not self._running or len(self._pending) >= GROUP_MAX:
+            self._group_ready.set()
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="broseph finish group")
+
+    async def _flush(self) -> None:
+        while self._pending or self._starts:
+            if not self._starts and self._running and len(self._pending) < GROUP_MAX:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._group_ready.wait(), FINISH_WINDOW)
+            self._group_ready.clear()
+            group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            starts, self._starts = self._starts[:GROUP_MAX], self._starts[GROUP_MAX:]
+            try:
+                await self._finish_group(group, starts)
+            except BaseException as exc:  # never leave a finish or a start waiting for ever
+                for waiting in [f.done for f in group] + [s.started for s in starts]:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _run_group(
+        self, group: list[_Finish], starts: list[_Start]
+    ) -> tuple[dict[int, str], int]:
+        """
+        One statement for the group: {job id: finished | started | aborted}, and how many times
+        it ran (more than once: after a lost connection, an earlier try may have committed).
+        """
+        notes = [finish.note for finish in group]
+        arguments: dict[str, Any] = {
+            "job_ids": [finish.job_id for finish in group],
+            "statuses": [finish.status.value for finish in group],
+            "delete_jobs": [finish.delete_job for finish in group],
+            "record_ids": [note.record_id if note else None for note in notes],
+            "errors": [note.error if note else None for note in notes],
+            "results": [_json(note.result) if note else None for note in notes],
+            "progresses": [note.progress[0] if note and note.progress else None for note in notes],
+            "messages": [note.progress[1] if note and note.progress else None for note in notes],
+            "start_ids": [start.job_id for start in starts],
+        }
+        query = broseph_sql.query("finish_jobs")
+        if isinstance(self.connector, WorkerConnector):
+            rows, tries = await self.connector.execute_counting_async(query, **arguments)
+        else:
+            rows, tries = await self.connector.execute_query_all_async(query, **arguments), 1
+        return {row["id"]: row["outcome"] for row in rows}, tries
+
+    async def _finish_group(self, group: list[_Finish], starts: list[_Start]) -> None:
+        try:
+            outcomes, tries = await self._run_group(group, starts)
+            finished, finish_tries = outcomes, tries
+        except exceptions.ConnectorException as exc:
+            if connection_lost(exc):
+                raise  # the database is away past DB_OUTAGE_TIMEOUT: one by one would not help
+            logger.warning(
+                "finish_group_failed", jobs=len(group) + len(starts), error=str(exc.__cause__)[:300]
+            )
+            outcomes, tries = {}, 1
+            finished, finish_tries = {}, 1
+            if starts:  # the starts again without the finishes (one of which may be the cause)
+                try:
+                    outcomes, tries = await self._run_group([], starts)
+                except exceptions.ConnectorException as start_exc:
+                    for start in starts:  # the job fails before its handler (and is retried)
+                        if not start.started.done():
+                            start.started.set_exception(start_exc)
+        for start in starts:
+            if start.started.done():
+                continue
+            outcome = outcomes.get(start.job_id)
+            # Not in the answer of a repeated group: the first try started it (the mark is gone).
+            _resolve(start.started, outcome == "started" or (outcome is None and tries > 1))
+        for finish in group:
+            if finish.job_id in finished or finish_tries > 1:
+                # Missing from a group repeated after a lost connection: its first try committed
+                # (as procrastinate's "not found" after a loss, _Mode.OUTCOME).
+                _resolve(finish.done, None)
+        for finish in group:
+            if not finish.done.done():
+                try:
+                    await self._finish_alone(finish)
+                except Exception as exc:
+                    finish.done.set_exception(exc)
+                else:
+                    _resolve(finish.done, None)
+
+    async def _finish_alone(self, finish: _Finish) -> None:
+        """
+        A finish the group did not make: with its note, alone; when the job is not in todo or
+        doing, procrastinate's own finish raises its error (or, after a loss, counts as done).
+        """
+        if finish.note is not None:
+            outcomes, _ = await self._run_group([finish], [])
+            if outcomes:
+                return
         with _mode(_Mode.OUTCOME):
-            if snoozed is not None and status == procrastinate_jobs.Status.SUCCEEDED:
-                # procrastinate's retry would spend an attempt (procrastinate_retry_job_v2 adds
-                # one): back to todo by broseph.snooze_job instead, the record's reason with it.
-                seconds, reason = snoozed
+            await super().finish_job_by_id_async(
+                job_id=finish.job_id, status=finish.status, delete_job=finish.delete_job
+            )
+
+    async def _snooze_now(self, job_id: int, seconds: float, reason: str) -> None:
+        # procrastinate's retry would spend an attempt (procrastinate_retry_job_v2 adds one):
+        # back to todo by broseph.snooze_job instead, the record's reason with it. Not part of
+        # a finish group: a snooze is rare, and its statement is not a finish.
+        self.notes.pop(job_id, None)
+        self._reported(job_id)
+        try:
+            with _mode(_Mode.OUTCOME):
                 await self.connector.execute_query_async(
                     query=broseph_sql.query("snooze_job"),
-                    job_id=job.id,
+                    job_id=job_id,
                     seconds=seconds,
                     reason=reason,
                 )
-                return
-            await super().finish_job(job=job, status=status, delete_job=delete_job)
+        finally:
+            self._held.discard(job_id)
 
     def snooze(self, job: procrastinate_jobs.Job, seconds: float, reason: str) -> None:
         """
@@ -326,10 +646,50 @@ class WorkerJobManager(manager.JobManager):
         queue: str | None = None,
         lock: str | None = None,
     ) -> None:
-        with _mode(_Mode.OUTCOME):
-            await super().retry_job(
-                job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
-            )
+        assert job.id is not None
+        if self._done_before_start(job.id):
+            return
+        note = self.notes.pop(job.id, None)
+        self._reported(job.id)
+        try:
+            with _mode(_Mode.OUTCOME):
+                if note is None:
+                    await super().retry_job(
+                        job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+                    )
+                    return
+                await self.connector.execute_query_async(
+                    broseph_sql.query("retry_job_noted"),
+                    job_id=job.id,
+                    retry_at=retry_at or datetime.datetime.now(datetime.UTC),
+                    new_priority=priority,
+                    new_queue_name=queue,
+                    new_lock=lock,
+                    record_id=note.record_id,
+                    error=note.error,
+                    result=_json(note.result),
+                    progress=note.progress[0] if note.progress else None,
+                    message=note.progress[1] if note.progress else None,
+                )
+        finally:
+            self._held.discard(job.id)
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        """
+        The worker's last call: the jobs it fetched and never started go back to waiting, with
+        no attempt spent (migrations/0031); then procrastinate's unregistering.
+        """
+        buffered = [job.id for job in self._buffers.pop(worker_id, ())]
+        if buffered:
+            try:
+                rows = await self.connector.execute_query_all_async(
+                    query=broseph_sql.query("release_jobs"), worker_id=worker_id, job_ids=buffered
+                )
+                logger.info("jobs_released", worker_id=worker_id, job_ids=[r["id"] for r in rows])
+            except exceptions.ConnectorException as exc:
+                # The rescue releases them unspent once this worker counts as lost.
+                logger.warning("jobs_not_released", job_ids=buffered, error=str(exc)[:300])
+        await super().unregister_worker(worker_id)
 
     async def batch_defer_jobs_async(
         self, jobs: list[procrastinate_jobs.Job], connection: Any | None = None
@@ -372,6 +732,15 @@ def snooze(
     if not isinstance(manager_, WorkerJobManager):
         raise TypeError("a snooze needs broseph's job manager (broseph.engine.install)")
     manager_.snooze(job, seconds, reason)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _resolve(done: asyncio.Future[T], value: T) -> None:
+    if not done.done():  # its waiter may have been cancelled
+        done.set_result(value)
 
 
 def install(app: procrastinate.App) -> None:
@@ -426,6 +795,7 @@ _OVERRIDDEN = (
     (manager.JobManager, WorkerJobManager, "batch_defer_jobs_async"),
     (manager.JobManager, WorkerJobManager, "prune_stalled_workers"),
     (manager.JobManager, WorkerJobManager, "register_worker"),
+    (manager.JobManager, WorkerJobManager, "unregister_worker"),
 )
 # Private methods only called here, with the parameters passed.
 _CALLED = (
@@ -440,6 +810,7 @@ _WORKER_CALLS = (
     "job_manager.retry_job(",
     "job_manager.prune_stalled_workers(",
     "job_manager.register_worker(",
+    "job_manager.unregister_worker(",
 )
 
 
@@ -488,8 +859,13 @@ def _worker_calls() -> list[str]:
         source = inspect.getsource(procrastinate_worker.Worker)
     except (OSError, TypeError):
         return ["procrastinate.worker's source cannot be read"]
-    return [f"procrastinate's Worker no longer calls {call}…)" for call in _WORKER_CALLS
-            if call not in source]  # fmt: skip
+    problems = [f"procrastinate's Worker no longer calls {call}…)" for call in _WORKER_CALLS
+                if call not in source]  # fmt: skip
+    # start_middleware (worker_options) must run around every job, before its task.
+    parameters = inspect.signature(procrastinate_worker.Worker).parameters
+    if "worker_middleware" not in parameters or "self.worker_middleware, run_job" not in source:
+        problems.append("procrastinate's Worker no longer runs worker_middleware around each job")
+    return problems
 
 
 def _fetch_columns() -> list[str]:
@@ -497,11 +873,11 @@ def _fetch_columns() -> list[str]:
     if match is None:
         return ["its fetch_job query is gone or no longer a SELECT"]
     theirs = [column.strip() for column in match.group(1).split(",")]
-    fetch = broseph_sql.query("fetch_job_with_record")
+    fetch = broseph_sql.query("fetch_jobs_with_record")
     ours = list(dict.fromkeys(re.findall(r"\bjob\.(\w+)", fetch)))
     if theirs != ours:
         return [
-            f"its fetch_job selects ({', '.join(theirs)}), broseph's fetch_job_with_record"
+            f"its fetch_job selects ({', '.join(theirs)}), broseph's fetch_jobs_with_record"
             f" ({', '.join(ours)})"
         ]
     row: dict[str, Any] = {column: None for column in ours}

@@ -108,8 +108,11 @@ async def _run(
         # The last write of the attempt carries the result and any coalesced progress update.
         last_progress = await reporter.settle()
         if run_.result or last_progress:
-            result = Jsonb(run_.result) if run_.result else None
-            await records.note_result(svc.pool, record_id, result, progress=last_progress)
+            note = engine.Note(record_id, result=run_.result or None, progress=last_progress)
+            # Written by the job's finish, in its statement (the seam), when it goes that way.
+            if not engine.note_outcome(job, context.app, note):
+                result = Jsonb(run_.result) if run_.result else None
+                await records.note_result(svc.pool, record_id, result, progress=last_progress)
     except Snooze as snooze:
         # Nothing failed: the worker's finish puts the job back without spending the attempt.
         if reporter is not None:
@@ -212,7 +215,9 @@ async def _failed(
         if not aborted or context.abort_reason() == job_context.AbortReason.SHUTDOWN
         else None
     )
-    if record_id is not None:
+    note = engine.Note(record_id, error=error, progress=last_progress) if record_id else None
+    if note is not None and not engine.note_outcome(context.job, context.app, note):
+        assert record_id is not None
         try:
             pool = services.pool_of(context.app)
             await records.note_error(pool, record_id, error, progress=last_progress)

@@ -31,7 +31,8 @@ OLDEST_PENDING = Gauge(
 )
 RESCUES = Counter(
     "broseph_rescued_jobs_total",
-    "Jobs of lost workers given back to the queue (retried) or failed (attempts exhausted).",
+    "Jobs of lost workers given back to the queue (retried; released: fetched, never started),"
+    " failed (attempts exhausted) or cancelled.",
     ["action"],
 )
 INGRESS = Counter(

@@ -26,9 +26,14 @@ from broseph.logs import scrub
 
 logger = structlog.get_logger("broseph.job")
 
-# Progress updates closer together than this are coalesced: the first one is written at once,
-# the latest of the following ones when the interval has passed (or with the job's last write).
+# Progress updates closer together than this are coalesced: the first one is written after
+# PROGRESS_FIRST_DELAY, the latest of the following ones when the interval has passed (or with
+# the job's last write).
 PROGRESS_INTERVAL = 0.5
+# The first update waits this long (in the background; the handler goes on): a job that ends
+# sooner carries it in its finish statement (broseph/engine.py) instead of a transaction of its
+# own, and a client polling the record still sees a longer job move at once, to the eye.
+PROGRESS_FIRST_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ async def load(pool: AsyncConnectionPool[Any], record_id: uuid.UUID) -> Record |
 def fetched(row: dict[str, Any]) -> Record | None:
     """
     Take the record columns (record_*) out of a row of the worker's fetch
-    (`fetch_job_with_record`, run by broseph/engine.py): the job's record, or None for a job
+    (`fetch_jobs_with_record`, run by broseph/engine.py): the job's record, or None for a job
     without one (a periodic tick) or no job at all.
     """
     record = {key: row.pop(f"record_{key}") for key in _FETCHED_COLUMNS}
@@ -80,8 +85,9 @@ class ProgressReporter:
     """
     `await progress(percent, message)` for one record (a `ProgressFn`), throttled.
 
-    The first update is written at once, so a client polling the record sees the job move as
-    soon as it reports; updates that follow within PROGRESS_INTERVAL of a write are coalesced —
+    The first update is written PROGRESS_FIRST_DELAY later, so a client polling the record sees
+    the job move almost as soon as it reports, while a job that ends sooner writes it with its
+    finish; updates that follow within PROGRESS_INTERVAL of a write are coalesced —
     the latest is written when the interval has passed, or by the lifecycle's last write of the
     attempt (`settle()` hands it over), so the record always ends with the last reported message.
     """
@@ -105,7 +111,7 @@ class ProgressReporter:
 
     def _wait(self) -> float:
         if self._written_at is None:
-            return 0.0
+            return PROGRESS_FIRST_DELAY
         return self._written_at + PROGRESS_INTERVAL - time.monotonic()
 
     async def _write_later(self, delay: float) -> None:

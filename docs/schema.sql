@@ -629,6 +629,79 @@ END;
 $$;
 
 --
+-- Name: fetch_jobs(character varying[], bigint, integer); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer) RETURNS SETOF public.procrastinate_jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+DECLARE
+    ids bigint[];
+    fetched public.procrastinate_jobs[];
+BEGIN
+    BEGIN
+        WITH candidate AS (
+            SELECT jobs.id, jobs.priority
+              FROM public.procrastinate_jobs AS jobs
+             WHERE NOT EXISTS (
+                       SELECT 1
+                         FROM public.procrastinate_jobs AS other_jobs
+                        WHERE jobs.lock IS NOT NULL
+                          AND other_jobs.lock = jobs.lock
+                          AND (
+                              -- a job with the same lock is running
+                              other_jobs.status = 'doing'
+                              OR (
+                                  -- an earlier job with the same lock is waiting AND due
+                                  other_jobs.status = 'todo'
+                                  AND (other_jobs.scheduled_at IS NULL
+                                       OR other_jobs.scheduled_at <= now())
+                                  AND (other_jobs.priority > jobs.priority
+                                       OR (other_jobs.priority = jobs.priority
+                                           AND other_jobs.id < jobs.id))
+                              )
+                          )
+                   )
+               AND jobs.status = 'todo'
+               AND (target_queue_names IS NULL OR jobs.queue_name = ANY (target_queue_names))
+               AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+             ORDER BY jobs.priority DESC, jobs.id ASC
+             LIMIT greatest(p_limit, 1)
+               FOR UPDATE OF jobs SKIP LOCKED
+        )
+        SELECT array_agg(candidate.id ORDER BY candidate.priority DESC, candidate.id)
+          INTO ids
+          FROM candidate;
+        IF ids IS NULL THEN
+            RETURN;
+        END IF;
+        -- Before the UPDATE: its trigger must see which jobs are not started. A mark left by a
+        -- start that failed is dropped first (the first job starts in this statement).
+        DELETE FROM broseph.unstarted_jobs AS u WHERE u.job_id = ANY (ids);
+        INSERT INTO broseph.unstarted_jobs (job_id)
+        SELECT unnest(ids[2:])
+        ON CONFLICT DO NOTHING;
+        WITH taken AS (
+            UPDATE public.procrastinate_jobs AS j
+               SET status = 'doing', worker_id = p_worker_id
+             WHERE j.id = ANY (ids)
+            RETURNING j.*
+        )
+        SELECT array_agg(taken) INTO fetched FROM taken;
+    EXCEPTION
+        WHEN unique_violation THEN
+            -- Another fetch took an earlier job of the same lock meanwhile (0016): no job now.
+            RETURN;
+    END;
+    RETURN QUERY SELECT * FROM unnest(fetched);
+END;
+$$;
+
+--
 -- Name: field_key(text, text[], jsonb); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -805,6 +878,95 @@ BEGIN
             ORDER BY found.created_at DESC, found.id DESC
             LIMIT max_rows;
     END IF;
+END;
+$$;
+
+--
+-- Name: finish_jobs(bigint[], public.procrastinate_job_status[], boolean[], uuid[], text[], jsonb[], integer[], text[], bigint[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[], start_ids bigint[]) RETURNS TABLE(job_id bigint, outcome text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    finishable bigint[];
+    startable bigint[];
+    aborted bigint[];
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(end_statuses) AS s(status)
+                WHERE s.status IS NULL OR s.status NOT IN ('succeeded', 'failed', 'aborted')) THEN
+        RAISE 'End status should be either "succeeded", "failed" or "aborted" (job ids: %)',
+            job_ids;
+    END IF;
+    -- Every row this statement changes, locked in id order (no deadlock with a rescue or
+    -- another worker's group).
+    PERFORM 1
+       FROM public.procrastinate_jobs AS j
+      WHERE j.id = ANY (job_ids || start_ids)
+      ORDER BY j.id
+        FOR UPDATE;
+    SELECT coalesce(array_agg(j.id), '{}') INTO finishable
+      FROM public.procrastinate_jobs AS j
+     WHERE j.id = ANY (job_ids) AND j.status IN ('todo', 'doing');
+
+    -- Starts: a fetched job a slot takes (migrations/0031). Still held by its worker: it starts
+    -- (its record moves to processing, as the trigger does at a fetch) unless a cancel asked for
+    -- its abort meanwhile — it then ends aborted without running, and without an attempt.
+    WITH gone AS (
+        DELETE FROM broseph.unstarted_jobs AS u
+         USING public.procrastinate_jobs AS j
+         WHERE u.job_id = ANY (start_ids) AND j.id = u.job_id AND j.status = 'doing'
+        RETURNING j.id, j.abort_requested
+    )
+    SELECT coalesce(array_agg(gone.id) FILTER (WHERE NOT gone.abort_requested), '{}'),
+           coalesce(array_agg(gone.id) FILTER (WHERE gone.abort_requested), '{}')
+      INTO startable, aborted
+      FROM gone;
+    UPDATE broseph.job_records AS r
+       SET status = 'processing',
+           attempts = j.attempts + 1,
+           started_at = coalesce(r.started_at, now()),
+           next_attempt_at = NULL,
+           finished_at = NULL,
+           updated_at = now()
+      FROM public.procrastinate_jobs AS j
+     WHERE j.id = ANY (startable) AND r.procrastinate_job_id = j.id;
+    UPDATE public.procrastinate_jobs AS j
+       SET status = 'aborted', abort_requested = false
+     WHERE j.id = ANY (aborted);
+
+    -- The lifecycle's writes first: while the records are still processing (note_outcome).
+    UPDATE broseph.job_records AS r
+       SET last_error = coalesce(n.error, r.last_error),
+           result = coalesce(n.result, r.result),
+           progress = CASE WHEN r.status = 'processing' THEN coalesce(n.progress, r.progress)
+                           ELSE r.progress END,
+           progress_message = CASE WHEN r.status = 'processing'
+                                   THEN coalesce(n.message, r.progress_message)
+                                   ELSE r.progress_message END,
+           updated_at = now()
+      FROM unnest(job_ids, record_ids, errors, results, progresses, messages)
+               AS n(job_id, record_id, error, result, progress, message)
+     WHERE n.record_id IS NOT NULL
+       AND r.id = n.record_id
+       AND n.job_id = ANY (finishable);
+
+    DELETE FROM public.procrastinate_jobs AS j
+     USING unnest(job_ids, delete_jobs) AS f(id, delete_job)
+     WHERE f.delete_job AND j.id = f.id AND j.id = ANY (finishable);
+
+    UPDATE public.procrastinate_jobs AS j
+       SET status = f.end_status,
+           abort_requested = false,
+           attempts = CASE j.status WHEN 'doing' THEN j.attempts + 1 ELSE j.attempts END
+      FROM unnest(job_ids, end_statuses, delete_jobs) AS f(id, end_status, delete_job)
+     WHERE NOT f.delete_job AND j.id = f.id AND j.id = ANY (finishable);
+
+    RETURN QUERY
+    SELECT f.id, 'finished' FROM unnest(finishable) AS f(id)
+    UNION ALL SELECT s.id, 'started' FROM unnest(startable) AS s(id)
+    UNION ALL SELECT a.id, 'aborted' FROM unnest(aborted) AS a(id);
 END;
 $$;
 
@@ -1450,6 +1612,45 @@ END;
 $$;
 
 --
+-- Name: release_jobs(bigint, bigint[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.release_jobs(p_worker_id bigint, job_ids bigint[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    released bigint[];
+    queue_names text[];
+    queue text;
+    wake text;
+BEGIN
+    WITH back AS (
+        UPDATE public.procrastinate_jobs AS j
+           SET status = 'todo', worker_id = NULL
+         WHERE j.id = ANY (job_ids)
+           AND j.status = 'doing'
+           AND j.worker_id IS NOT DISTINCT FROM p_worker_id
+           AND EXISTS (SELECT 1 FROM broseph.unstarted_jobs AS u WHERE u.job_id = j.id)
+        RETURNING j.id, j.queue_name
+    )
+    SELECT array_agg(back.id), array_agg(DISTINCT back.queue_name) INTO released, queue_names
+      FROM back;
+    DELETE FROM broseph.unstarted_jobs AS u WHERE u.job_id = ANY (job_ids);
+    IF released IS NULL THEN
+        RETURN;
+    END IF;
+    -- procrastinate only notifies on INSERT; wake the workers like its trigger would.
+    wake := json_build_object('type', 'job_inserted', 'job_id', NULL)::text;
+    FOREACH queue IN ARRAY queue_names LOOP
+        PERFORM pg_notify('procrastinate_queue_v1#' || queue, wake);
+    END LOOP;
+    PERFORM pg_notify('procrastinate_any_queue_v1', wake);
+    RETURN QUERY SELECT unnest(released);
+END;
+$$;
+
+--
 -- Name: rescue_lost_jobs(double precision); Type: FUNCTION; Schema: broseph; Owner: -
 --
 
@@ -1464,10 +1665,12 @@ DECLARE
 BEGIN
     FOR lost IN
         SELECT j.id, j.worker_id, j.attempts, j.abort_requested, j.queue_name,
-               w.last_heartbeat, r.id AS rid, r.max_attempts AS max_attempts
+               w.last_heartbeat, r.id AS rid, r.max_attempts AS max_attempts,
+               u.job_id IS NOT NULL AS unstarted
           FROM procrastinate_jobs j
           LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
           LEFT JOIN broseph.job_records r ON r.procrastinate_job_id = j.id
+          LEFT JOIN broseph.unstarted_jobs u ON u.job_id = j.id
          WHERE j.status = 'doing'
            AND (w.id IS NULL
                 OR w.last_heartbeat < now() - make_interval(secs => lost_after_seconds))
@@ -1478,21 +1681,39 @@ BEGIN
                          coalesce(lost.worker_id::text, 'gone'),
                          coalesce(to_char(now() - lost.last_heartbeat, 'HH24:MI:SS') || ' ago',
                                   'unknown'));
-        UPDATE broseph.job_records SET last_error = reason, updated_at = now()
-         WHERE id = lost.rid;
-        IF lost.abort_requested THEN
-            action := 'cancelled';
-            PERFORM procrastinate_finish_job_v1(lost.id, 'aborted', false);
-        ELSIF lost.attempts + 1 < coalesce(lost.max_attempts, 1) THEN
-            action := 'retried';
-            PERFORM procrastinate_retry_job_v2(lost.id, now(), NULL, NULL, NULL);
-            -- procrastinate only notifies on INSERT; wake the workers like its trigger would.
-            wake := json_build_object('type', 'job_inserted', 'job_id', lost.id)::text;
-            PERFORM pg_notify('procrastinate_queue_v1#' || lost.queue_name, wake);
-            PERFORM pg_notify('procrastinate_any_queue_v1', wake);
+        wake := json_build_object('type', 'job_inserted', 'job_id', lost.id)::text;
+        IF lost.unstarted THEN
+            -- Fetched, never started: nothing happened to it. Back to waiting as it was (the
+            -- record is left alone while the unstarted row exists), or cancelled if asked.
+            IF lost.abort_requested THEN
+                action := 'cancelled';
+                DELETE FROM broseph.unstarted_jobs u WHERE u.job_id = lost.id;
+                UPDATE procrastinate_jobs SET status = 'aborted', abort_requested = false
+                 WHERE id = lost.id;
+            ELSE
+                action := 'released';
+                UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL
+                 WHERE id = lost.id;
+                DELETE FROM broseph.unstarted_jobs u WHERE u.job_id = lost.id;
+                PERFORM pg_notify('procrastinate_queue_v1#' || lost.queue_name, wake);
+                PERFORM pg_notify('procrastinate_any_queue_v1', wake);
+            END IF;
         ELSE
-            action := 'failed';
-            PERFORM procrastinate_finish_job_v1(lost.id, 'failed', false);
+            UPDATE broseph.job_records SET last_error = reason, updated_at = now()
+             WHERE id = lost.rid;
+            IF lost.abort_requested THEN
+                action := 'cancelled';
+                PERFORM procrastinate_finish_job_v1(lost.id, 'aborted', false);
+            ELSIF lost.attempts + 1 < coalesce(lost.max_attempts, 1) THEN
+                action := 'retried';
+                PERFORM procrastinate_retry_job_v2(lost.id, now(), NULL, NULL, NULL);
+                -- procrastinate only notifies on INSERT; wake the workers like its trigger would.
+                PERFORM pg_notify('procrastinate_queue_v1#' || lost.queue_name, wake);
+                PERFORM pg_notify('procrastinate_any_queue_v1', wake);
+            ELSE
+                action := 'failed';
+                PERFORM procrastinate_finish_job_v1(lost.id, 'failed', false);
+            END IF;
         END IF;
         job_id := lost.id;
         record_id := lost.rid;
@@ -1501,6 +1722,32 @@ BEGIN
     END LOOP;
     DELETE FROM procrastinate_workers w
      WHERE w.last_heartbeat < now() - make_interval(secs => lost_after_seconds);
+END;
+$$;
+
+--
+-- Name: retry_job(bigint, timestamp with time zone, integer, character varying, character varying, uuid, text, jsonb, integer, text); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE broseph.job_records AS r
+       SET last_error = coalesce(retry_job.error, r.last_error),
+           result = coalesce(retry_job.result, r.result),
+           progress = CASE WHEN r.status = 'processing'
+                           THEN coalesce(retry_job.progress, r.progress) ELSE r.progress END,
+           progress_message = CASE WHEN r.status = 'processing'
+                                   THEN coalesce(retry_job.message, r.progress_message)
+                                   ELSE r.progress_message END,
+           updated_at = now()
+     WHERE r.id = retry_job.record_id;
+    -- Raises procrastinate's "Job was not found or …" (rolling the note back with it).
+    PERFORM public.procrastinate_retry_job_v2(
+        retry_job.job_id, retry_job.retry_at, retry_job.new_priority, retry_job.new_queue_name,
+        retry_job.new_lock);
 END;
 $$;
 
@@ -1794,6 +2041,7 @@ CREATE FUNCTION broseph.sync_job_record() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
+        DELETE FROM broseph.unstarted_jobs WHERE job_id = OLD.id;
         UPDATE broseph.job_records
            SET status = 'cancelled',
                finished_at = now(),
@@ -1803,6 +2051,11 @@ BEGIN
          WHERE procrastinate_job_id = OLD.id
            AND status IN ('pending', 'processing', 'retrying');
         RETURN OLD;
+    END IF;
+
+    IF NEW.status IN ('todo', 'doing')
+       AND EXISTS (SELECT 1 FROM broseph.unstarted_jobs AS u WHERE u.job_id = NEW.id) THEN
+        RETURN NEW;  -- held in a worker's buffer, or going back from it: nothing happened yet
     END IF;
 
     UPDATE broseph.job_records AS r
@@ -2663,6 +2916,14 @@ CREATE TABLE broseph.time_zone_names (
 );
 
 --
+-- Name: unstarted_jobs; Type: TABLE; Schema: broseph; Owner: -
+--
+
+CREATE TABLE broseph.unstarted_jobs (
+    job_id bigint NOT NULL
+);
+
+--
 -- Name: broseph_job_status; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -3031,6 +3292,13 @@ ALTER TABLE ONLY broseph.schema_migrations
 
 ALTER TABLE ONLY broseph.time_zone_names
     ADD CONSTRAINT time_zone_names_pkey PRIMARY KEY (name);
+
+--
+-- Name: unstarted_jobs unstarted_jobs_pkey; Type: CONSTRAINT; Schema: broseph; Owner: -
+--
+
+ALTER TABLE ONLY broseph.unstarted_jobs
+    ADD CONSTRAINT unstarted_jobs_pkey PRIMARY KEY (job_id);
 
 --
 -- Name: device_tokens device_tokens_identifier_key; Type: CONSTRAINT; Schema: public; Owner: -
@@ -3794,6 +4062,13 @@ REVOKE ALL ON FUNCTION broseph.fetch_job(target_queue_names character varying[],
 GRANT ALL ON FUNCTION broseph.fetch_job(target_queue_names character varying[], p_worker_id bigint) TO service_role;
 
 --
+-- Name: FUNCTION fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer) TO service_role;
+
+--
 -- Name: FUNCTION field_key(p_job_type text, p_fields text[], p_params jsonb); Type: ACL; Schema: broseph; Owner: -
 --
 
@@ -3897,6 +4172,13 @@ GRANT SELECT(updated_at) ON TABLE broseph.job_records TO authenticated;
 
 REVOKE ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, created_from timestamp with time zone, created_to timestamp with time zone, group_id uuid, user_id uuid, idempotency_key text, before_at timestamp with time zone, before_id uuid, max_rows integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.find_records(statuses text[], job_type text, created_from timestamp with time zone, created_to timestamp with time zone, group_id uuid, user_id uuid, idempotency_key text, before_at timestamp with time zone, before_id uuid, max_rows integer) TO service_role;
+
+--
+-- Name: FUNCTION finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[], start_ids bigint[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[], start_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.finish_jobs(job_ids bigint[], end_statuses public.procrastinate_job_status[], delete_jobs boolean[], record_ids uuid[], errors text[], results jsonb[], progresses integer[], messages text[], start_ids bigint[]) TO service_role;
 
 --
 -- Name: FUNCTION ingress_enqueue(delivery_key text, source text, queue text, job_id text, job_name text, options jsonb, produced_at timestamp with time zone, job_type text, params jsonb, run_at timestamp with time zone, priority integer, retry jsonb, traceparent text, tracestate text, OUT record_id uuid, OUT duplicate boolean); Type: ACL; Schema: broseph; Owner: -
@@ -4034,11 +4316,25 @@ REVOKE ALL ON FUNCTION broseph.refuse_idempotency_key(p_key text, p_column text)
 GRANT ALL ON FUNCTION broseph.refuse_idempotency_key(p_key text, p_column text) TO service_role;
 
 --
+-- Name: FUNCTION release_jobs(p_worker_id bigint, job_ids bigint[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.release_jobs(p_worker_id bigint, job_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.release_jobs(p_worker_id bigint, job_ids bigint[]) TO service_role;
+
+--
 -- Name: FUNCTION rescue_lost_jobs(lost_after_seconds double precision); Type: ACL; Schema: broseph; Owner: -
 --
 
 REVOKE ALL ON FUNCTION broseph.rescue_lost_jobs(lost_after_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.rescue_lost_jobs(lost_after_seconds double precision) TO service_role;
+
+--
+-- Name: FUNCTION retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.retry_job(job_id bigint, retry_at timestamp with time zone, new_priority integer, new_queue_name character varying, new_lock character varying, record_id uuid, error text, result jsonb, progress integer, message text) TO service_role;
 
 --
 -- Name: FUNCTION security_findings(); Type: ACL; Schema: broseph; Owner: -

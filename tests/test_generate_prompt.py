@@ -102,6 +102,11 @@ async def test_structured_output_is_stored_as_an_openai_prompt(
     with structlog.testing.capture_logs() as logs:
         await start_worker(queues=["prompts"])
         await wait_until(lambda: has_requests(standin, 1))
+
+        async def reported() -> bool:  # the first update is written PROGRESS_FIRST_DELAY later
+            return (await record(conn, rid))["progress_message"] is not None
+
+        await wait_until(reported, within=1.0, interval=0.01)
         mid = await record(conn, rid)
         done, _ = await finish(conn, rid)
 

@@ -23,6 +23,7 @@ from procrastinate import exceptions, jobs, manager, periodic, schema, sql
 from procrastinate import worker as procrastinate_worker
 
 from broseph import engine, migrate, procrastinate_schema, records
+from broseph import sql as broseph_sql
 from tests import factories
 from tests.conftest import env_with, wait_until
 from tests.profiles import broseph_cli
@@ -343,11 +344,20 @@ def _connector() -> engine.WorkerConnector:
 async def test_a_finish_whose_first_try_committed_counts_as_recorded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen = _scripted(monkeypatch, "execute_query_async", [_lost(), _already_recorded()])
+    # The grouped finish (broseph.finish_jobs) leaves out a job no longer todo/doing: after a
+    # lost connection, that means its first try committed.
+    seen = _scripted(monkeypatch, "execute_query_all_async", [_lost(), []])
     job_manager = engine.WorkerJobManager(_connector())
     job = jobs.Job(id=7, queue="q", lock=None, queueing_lock=None, task_name="t")
     await job_manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=False)
-    assert seen == [sql.queries["finish_job"]] * 2
+    assert seen == [broseph_sql.query("finish_jobs")] * 2
+    # Left out of a group that met no loss: finished alone, by procrastinate's own finish, whose
+    # "not found" is then a real error.
+    _scripted(monkeypatch, "execute_query_all_async", [[]])
+    seen = _scripted(monkeypatch, "execute_query_async", [_already_recorded()])
+    with pytest.raises(exceptions.ConnectorException):
+        await job_manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=False)
+    assert seen == [sql.queries["finish_job"]]
     # The same error without a lost connection first is a real error.
     _scripted(monkeypatch, "execute_query_async", [_already_recorded()])
     with pytest.raises(exceptions.ConnectorException):

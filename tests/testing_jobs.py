@@ -52,6 +52,15 @@ SLEEPING = JobType(name="TestSleeps", payload=Probe, handle=_sleeps, queue="test
 REPORTING = JobType(name="TestReports", payload=Reports, handle=_reports, queue="test")
 
 
+async def _reports(run: JobRun, payload: Probe) -> None:
+    await run.progress(50, "half way")
+    await run.progress(90, "almost")  # inside the reporter's interval: left for the last write
+    run.result["attempt"] = run.attempt
+
+
+REPORTING = JobType(name="TestReports", payload=Probe, handle=_reports, queue="test")
+
+
 async def install(
     app: procrastinate.App, conn: psycopg.AsyncConnection[Any], job_type: JobType
 ) -> None:

@@ -5,7 +5,9 @@ procrastinate 3.10 leaves the jobs of a killed worker in `doing` forever. The `o
 periodic task (broseph/ops/periodic.py) runs `broseph.rescue_lost_jobs` (migrations/0009): every
 `doing` job whose worker's heartbeat is older than RESCUE_AFTER_SECONDS is retried at once, or
 failed when its attempts are exhausted, or finished as cancelled when an abort was requested —
-the record says `worker lost (…)` — and jobs queued behind its lock can run again.
+the record says `worker lost (…)` — and jobs queued behind its lock can run again. A job the worker
+had fetched but never started (migrations/0031) is released instead: back to waiting as it was,
+no attempt spent, never failed for want of attempts.
 
 Heartbeats come every HEARTBEAT_INTERVAL seconds, so a lost worker's jobs run again after
 RESCUE_AFTER_SECONDS plus at most one RESCUE_CRON tick.
@@ -30,7 +32,7 @@ class Rescued:
     job_id: int
     record_id: uuid.UUID | None
     worker_id: int | None
-    action: str  # retried | failed | cancelled
+    action: str  # retried | failed | cancelled | released
 
 
 async def rescue_lost_jobs(

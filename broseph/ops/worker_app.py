@@ -20,7 +20,7 @@ import psycopg
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate import utils
 
-from broseph import error_reports, jobs, logs, migrate, problems, services, tracing
+from broseph import engine, error_reports, jobs, logs, migrate, problems, services, tracing
 from broseph.ops import metrics_server
 from broseph.ops.connector import DatabaseUnavailable
 from broseph.problems import FIX_CONFIG, Problem
@@ -83,7 +83,8 @@ class WorkerApp(procrastinate.App):
     async def _serve(self, **kwargs: Any) -> None:
         listen = bool({**self.worker_defaults, **kwargs}.get("listen_notify", True))
         async with metrics_server.serving(self, self.settings, listen=listen):
-            await super().run_worker_async(**kwargs)
+            # The seam's batch fetch: its concurrency and the middleware starting buffered jobs.
+            await super().run_worker_async(**engine.worker_options(self, kwargs))
 
 
 def _uses(queues: Iterable[str] | None) -> frozenset[str]:

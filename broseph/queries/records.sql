@@ -7,15 +7,17 @@ SELECT r.id, r.job_type, r.params, r.status, r.attempts,
   JOIN broseph.job_types t ON t.name = r.job_type
  WHERE r.id = %(record_id)s;
 
--- name: fetch_job_with_record
+-- name: fetch_jobs_with_record
 -- procrastinate's fetch_job (the same columns; the seam, broseph/engine.py, runs this in its
--- place) plus the fetched job's record (record_*, NULL for a job without one), in the same
--- statement: the lifecycle needs no round trip of its own to load it. The outer SELECT reads the
--- record as of the statement's start — before the fetch's trigger moved it to processing, which
--- changes neither its params, nor its source, nor its retry budget. The fetch is ours
--- (migrations/0016): a job waiting for a later time does not block a due job with the same lock.
+-- place) for up to %(k)s jobs (the worker's free slots; migrations/0031: all but the first wait
+-- unstarted in the worker's buffer), each with its record (record_*, NULL for a job without one),
+-- in the same statement: the lifecycle needs no round trip of its own to load it. The outer
+-- SELECT reads the records as of the statement's start — before the fetch's trigger moved the
+-- first to processing, which changes neither its params, nor its source, nor its retry budget.
+-- The fetch is ours (migrations/0016, 0031): a job waiting for a later time does not block a due
+-- job with the same lock. In fetch order: the first row is the job the asking slot runs.
 WITH job AS MATERIALIZED (
-    SELECT * FROM broseph.fetch_job(%(queues)s::varchar[], %(worker_id)s)
+    SELECT * FROM broseph.fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(k)s)
 )
 SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_lock, job.args,
        job.scheduled_at, job.queue_name, job.attempts, job.worker_id,
@@ -31,7 +33,8 @@ SELECT job.id, job.status, job.task_name, job.priority, job.lock, job.queueing_l
  -- pending, as they were; the worker's finish then finds no `doing` job and counts it as
  -- recorded, and the job runs again (handlers are idempotent). Finish and retry stay
  -- synchronous: see docs/reliability.md ("Commit modes") for why.
- CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit;
+ CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+ ORDER BY job.priority DESC, job.id;
 
 -- name: report_progress
 -- Progress of a running job (0–100 plus a short message), for clients polling the record.
