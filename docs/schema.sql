@@ -929,6 +929,8 @@ BEGIN
            started_at = coalesce(r.started_at, now()),
            next_attempt_at = NULL,
            finished_at = NULL,
+           -- Leaving pending drops the coalesce key (0026): a later job may coalesce anew.
+           coalesce_key = NULL,
            updated_at = now()
       FROM public.procrastinate_jobs AS j
      WHERE j.id = ANY (startable) AND r.procrastinate_job_id = j.id;

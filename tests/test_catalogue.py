@@ -52,7 +52,8 @@ async def _enqueue_sql(conn, job_type: str, params: dict, retry: dict | None = N
         conn,
         "enqueue",
         {"job_type": job_type, "params": Jsonb(params), "idempotency_key": None,
-         "run_at": None, "priority": 0, "source": "sql", "retry": Jsonb(retry) if retry else None},
+         "run_at": None, "priority": 0, "source": "sql", "retry": Jsonb(retry) if retry else None,
+         "traceparent": None, "tracestate": None},
     )  # fmt: skip
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
