@@ -783,34 +783,27 @@ def schedules(app: procrastinate.App) -> list[Schedule]:
 # --- the checks ----------------------------------------------------------------------------------
 
 # Methods overridden here: their parameters must still be procrastinate's.
-_OVERRIDDEN = (
-    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_async"),
-    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_one_async"),
-    (procrastinate.PsycopgConnector, WorkerConnector, "execute_query_all_async"),
-    (procrastinate.PsycopgConnector, WorkerConnector, "_get_cursor"),
-    (procrastinate.PsycopgConnector, WorkerConnector, "listen_notify"),
-    (manager.JobManager, WorkerJobManager, "fetch_job"),
-    (manager.JobManager, WorkerJobManager, "finish_job"),
-    (manager.JobManager, WorkerJobManager, "retry_job"),
-    (manager.JobManager, WorkerJobManager, "batch_defer_jobs_async"),
-    (manager.JobManager, WorkerJobManager, "prune_stalled_workers"),
-    (manager.JobManager, WorkerJobManager, "register_worker"),
-    (manager.JobManager, WorkerJobManager, "unregister_worker"),
-)
+_CONNECTOR_METHODS = (
+    "execute_query_async execute_query_one_async execute_query_all_async _get_cursor listen_notify"
+).split()
+_MANAGER_METHODS = (
+    "fetch_job finish_job retry_job batch_defer_jobs_async prune_stalled_workers register_worker"
+    " unregister_worker"
+).split()
+_OVERRIDDEN = [
+    *((procrastinate.PsycopgConnector, WorkerConnector, name) for name in _CONNECTOR_METHODS),
+    *((manager.JobManager, WorkerJobManager, name) for name in _MANAGER_METHODS),
+]
 # Private methods only called here, with the parameters passed.
 _CALLED = (
     ("_get_standalone_connection", ()),
     ("_make_dynamic_query", ("query",)),
     ("_loop_notify", ("on_notification", "connection")),
 )
-# What procrastinate's Worker must still call for the seam's methods to be the ones that run.
-_WORKER_CALLS = (
-    "job_manager.fetch_job(",
-    "job_manager.finish_job(",
-    "job_manager.retry_job(",
-    "job_manager.prune_stalled_workers(",
-    "job_manager.register_worker(",
-    "job_manager.unregister_worker(",
+# What procrastinate's Worker must still call for the seam's methods to be the ones that run
+# (every overridden manager method but the defer, which the app calls).
+_WORKER_CALLS = tuple(
+    f"job_manager.{name}(" for name in _MANAGER_METHODS if name != "batch_defer_jobs_async"
 )
 
 

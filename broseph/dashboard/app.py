@@ -122,14 +122,7 @@ def _templates() -> Jinja2Templates:
     folder = resources.files("broseph.dashboard") / "templates"
     templates = Jinja2Templates(directory=str(folder), context_processors=[_context])
     env = templates.env
-    env.filters.update(
-        when=views.when,
-        age=views.age,
-        ago=views.ago,
-        pretty=views.pretty,
-        payload=views.payload,
-        text=views.text,
-    )
+    env.filters.update({name: getattr(views, name) for name in views.FILTERS})
     return templates
 
 

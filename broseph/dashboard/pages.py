@@ -134,16 +134,8 @@ async def job_page(request: Request, **notes: Any) -> Response:
             view = await inspect.show(conn, ident)
         except inspect.JobNotFound as exc:
             raise HTTPException(404, str(exc)) from None
-    return dashboard.render(
-        request,
-        "job.html",
-        notes.pop("status", 200),
-        page="jobs",
-        view=view,
-        ident=ident,
-        notice=notes.get("notice") or DONE.get(done or ""),
-        error=notes.get("error"),
-    )
+    notes["notice"] = notes.get("notice") or DONE.get(done or "")
+    return _after_action(request, "job.html", notes, page="jobs", view=view, ident=ident)
 
 
 DONE = {
@@ -197,16 +189,28 @@ async def quarantine_page(request: Request, **notes: Any) -> Response:
         entries = await _rows(
             conn, "quarantine_entries", include_replayed=show_all or "replayed" in notes, limit=200
         )
-    return dashboard.render(
+    return _after_action(
         request,
         "quarantine.html",
-        notes.pop("status", 200),
+        notes,
         page="quarantine",
         entries=entries,
         show_all=show_all,
-        notice=notes.get("notice"),
         notice_record=notes.get("record"),
-        error=notes.get("error"),
+    )
+
+
+def _after_action(
+    request: Request, template: str, notes: dict[str, Any], **context: Any
+) -> Response:
+    """
+    A page that may show what an action on it just did: the action's HTTP status, its notice or
+    its error (none of them when the page is simply visited).
+    """
+    status = notes.get("status", 200)
+    notice, error = notes.get("notice"), notes.get("error")
+    return dashboard_of(request).render(
+        request, template, status, notice=notice, error=error, **context
     )
 
 

@@ -20,6 +20,8 @@ _SECRET_KEYS = frozenset(re.sub(r"[^a-z0-9]", "", key) for key in logs.SENSITIVE
 _SECRET_ENDINGS = re.compile(r"(token|secret|password|passwd|apikey|credential|authorization)s?$")
 # How much of a payload a page shows (a quarantined job can be megabytes).
 MAX_SHOWN = 4000
+# The functions below that the templates use as Jinja filters (`{{ job.created_at|when }}`).
+FILTERS = ("when", "age", "ago", "pretty", "payload", "text")
 
 
 def secret_key(key: object) -> bool:

@@ -114,12 +114,15 @@ def jobs(rows: Sequence[dict[str, Any]], *, live: bool) -> Table:
     return shown
 
 
+# The first columns of every per-group, per-local-day table.
+_GROUP_DAY: list[tuple[str, Kind]] = [("group\ntime zone", "key"), ("local day", "key")]
+
+
 async def prompts(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) -> Shown:
     shown = table(
         "GeneratePrompt: each group's prompt of its local day, stored in public.prompts",
         [
-            ("group\ntime zone", "key"),
-            ("local day", "key"),
+            *_GROUP_DAY,
             ("source", "key"),
             ("prompt (category)", "text"),
         ],
@@ -194,8 +197,7 @@ async def engagement(conn: psycopg.AsyncConnection[Any], since: datetime.datetim
     shown = table(
         "ProcessEngagement: each group's day in numbers, stored in public.group_engagement_daily",
         [
-            ("group\ntime zone", "key"),
-            ("local day", "key"),
+            *_GROUP_DAY,
             ("msgs", "number"),
             ("active", "number"),
             ("members", "number"),

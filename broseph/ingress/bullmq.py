@@ -404,16 +404,15 @@ class BullMQIngress:
         counts["error"] += 1
         self._last_error = scrub(str(exc))
         try:
-            return await self._after_error(job, delivery, exc, counts)
+            verdict = await self._after_error(job, delivery, exc)
         except Exception as again:  # Redis or Postgres failed too: BullMQ retries or fails it
             return again
+        if isinstance(verdict, bullmq.UnrecoverableError):
+            counts["quarantined"] += 1  # kept in Postgres by _after_error
+        return verdict
 
     async def _after_error(
-        self,
-        job: Any,
-        delivery: mapping.Delivery,
-        exc: Exception,
-        counts: collections.Counter[str],
+        self, job: Any, delivery: mapping.Delivery, exc: Exception
     ) -> BaseException:
         backoff = mapping.backoff_type(delivery.options)
         attempts_left = job.attemptsMade + 1 < int(delivery.options.get("attempts") or 0)
@@ -439,7 +438,6 @@ class BullMQIngress:
         # Not transient and out of attempts: keep it in Postgres rather than only in Redis.
         reason = f"ingest failed: {type(exc).__name__}: {scrub(str(exc))}"
         await self._quarantine(delivery, reason)
-        counts["quarantined"] += 1
         unrecoverable: BaseException = bullmq.UnrecoverableError(reason)
         return unrecoverable
 

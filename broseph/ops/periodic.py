@@ -11,8 +11,9 @@ across workers.
 from __future__ import annotations
 
 import datetime
+import operator
 
-from broseph.jobs.base import Periodic
+from broseph.jobs.base import Periodic, PeriodicFn
 from broseph.ops import rescue, retention
 from broseph.services import Services
 
@@ -43,20 +44,14 @@ async def retention_tick(svc: Services, timestamp: int) -> dict[str, int]:
     return {"jobs": pruned.jobs, "records": pruned.records}
 
 
+def _tick(name: str, cron_setting: str, run: PeriodicFn, priority: int = 0) -> Periodic:
+    # On the ops queue, cron from the named setting, and no Sentry monitor (they run every few
+    # seconds: no schedule worth alerting on).
+    cron = operator.attrgetter(cron_setting)
+    return Periodic(name, lambda s: str(cron(s)), run, QUEUE, priority, monitored=False)
+
+
 PERIODIC: tuple[Periodic, ...] = (
-    Periodic(
-        name="ops_rescue",
-        cron=lambda s: str(s.rescue_cron),
-        run=rescue_tick,
-        queue=QUEUE,
-        priority=RESCUE_PRIORITY,
-        monitored=False,
-    ),
-    Periodic(
-        name="ops_retention",
-        cron=lambda s: str(s.retention_cron),
-        run=retention_tick,
-        queue=QUEUE,
-        monitored=False,
-    ),
+    _tick("ops_rescue", "rescue_cron", rescue_tick, RESCUE_PRIORITY),
+    _tick("ops_retention", "retention_cron", retention_tick),
 )

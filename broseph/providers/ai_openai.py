@@ -101,6 +101,8 @@ class ConversationPrompt(BaseModel):
 # The strict schema `parse` would send for ConversationPrompt, derived once by the SDK's function.
 _RESPONSE_FORMAT: Final = type_to_response_format_param(ConversationPrompt)
 _COMPLETIONS_PATH: Final = "/chat/completions"
+# The OpenTelemetry GenAI attributes of every request's span (the model is added per client).
+_CHAT_SPAN: Final[Mapping[str, str]] = {"gen_ai.system": "openai", "gen_ai.operation.name": "chat"}
 
 
 # The part of a chat completion this adapter reads; the rest of the reply is skipped unparsed.
@@ -188,11 +190,7 @@ class OpenAIPromptGenerator:
         with tracing.span(
             f"chat {self._model}",
             kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.system": "openai",
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": self._model,
-            },
+            attributes={**_CHAT_SPAN, "gen_ai.request.model": self._model},
         ):
             return await self._call(messages)
 
