@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
+import inspect as pyinspect
 import json
 import math
 import sys
@@ -115,15 +117,52 @@ def _filter(**fields: str | None) -> inspect.Filter:
         raise typer.BadParameter(str(exc)) from None
 
 
+_FILTER_OPTIONS: dict[str, Any] = {
+    "status": Status,
+    "job_type": JobType,
+    "since": Since,
+    "until": Until,
+    "group": Group,
+    "user": User,
+    "key": Key,
+}
+
+
+def _filtered(status: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """
+    Gives a command the filter options (all of `_FILTER_OPTIONS`, less --status when the command
+    fixes it) and calls it with them parsed, as `flt`: one declaration of the filter for every
+    command that selects jobs. typer reads the options from the wrapper's signature.
+    """
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        names = [name for name in _FILTER_OPTIONS if not (status and name == "status")]
+        own = pyinspect.signature(command, eval_str=True)
+        rest = [p for p in own.parameters.values() if p.name != "flt"]
+        options = [
+            pyinspect.Parameter(
+                n, pyinspect.Parameter.KEYWORD_ONLY, default=None, annotation=_FILTER_OPTIONS[n]
+            )
+            for n in names
+        ]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            fields = {name: values.pop(name) for name in names}
+            command(flt=_filter(**fields, **({"status": status} if status else {})), **values)
+
+        keyword_only = [p.replace(kind=pyinspect.Parameter.KEYWORD_ONLY) for p in rest]
+        run.__signature__ = own.replace(parameters=options + keyword_only)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in options + rest} | {"return": None}
+        return run
+
+    return decorate
+
+
 @jobs_cli.command("list")
+@_filtered()
 def list_command(
-    status: Status = None,
-    job_type: JobType = None,
-    since: Since = None,
-    until: Until = None,
-    group: Group = None,
-    user: User = None,
-    key: Key = None,
+    flt: inspect.Filter,
     limit: Annotated[int, typer.Option(help="At most this many (≤ 500), newest first.")] = 50,
     after: Annotated[
         str | None, typer.Option(help="Continue after this cursor (printed under a full page).")
@@ -133,9 +172,6 @@ def list_command(
     """
     Job records, newest first; filters combine. A full page ends with the cursor of the next.
     """
-    flt = _filter(
-        status=status, job_type=job_type, since=since, until=until, group=group, user=user, key=key
-    )
     try:
         cursor = inspect.Cursor.parse(after) if after else None
     except ValueError as exc:
@@ -309,43 +345,21 @@ Yes = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")
 
 
 @jobs_cli.command("retry-all")
-def retry_all_command(
-    job_type: JobType = None,
-    since: Since = None,
-    until: Until = None,
-    group: Group = None,
-    user: User = None,
-    key: Key = None,
-    yes: Yes = False,
-) -> None:
+@_filtered(status="failed")
+def retry_all_command(flt: inspect.Filter, yes: Yes = False) -> None:
     """
     Retry every failed job matching the filter: counts them, asks, then retries them.
     """
-    flt = _filter(
-        status="failed", job_type=job_type, since=since, until=until, group=group, user=user,
-        key=key,
-    )  # fmt: skip
     _bulk("retry", flt, yes)
 
 
 @jobs_cli.command("cancel-all")
-def cancel_all_command(
-    status: Status = None,
-    job_type: JobType = None,
-    since: Since = None,
-    until: Until = None,
-    group: Group = None,
-    user: User = None,
-    key: Key = None,
-    yes: Yes = False,
-) -> None:
+@_filtered()
+def cancel_all_command(flt: inspect.Filter, yes: Yes = False) -> None:
     """
     Cancel every unfinished job matching the filter (pending, retrying; running ones are asked
     to abort): counts them, asks, then cancels them.
     """
-    flt = _filter(
-        status=status, job_type=job_type, since=since, until=until, group=group, user=user, key=key
-    )
     _bulk("cancel", flt, yes)
 
 
