@@ -85,11 +85,8 @@ def new_sender(standin: FcmStandIn | None, **kwargs: Any) -> FcmPushSender:
     """
     kwargs.setdefault("app_name", f"broseph-test-{uuid.uuid4().hex[:8]}")
     kwargs.setdefault("credentials", fake_credentials())
-    return FcmPushSender(
-        project_id=PROJECT_ID,
-        fcm_url=standin.base_url if standin is not None else None,
-        **kwargs,
-    )
+    kwargs.setdefault("fcm_url", standin.base_url if standin is not None else None)
+    return FcmPushSender(project_id=PROJECT_ID, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -306,12 +303,7 @@ async def test_unreachable_fcm_is_retry() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Nothing listens on the port any more: every connect is refused.
-    fcm = FcmPushSender(
-        credentials=fake_credentials(),
-        project_id=PROJECT_ID,
-        fcm_url=f"http://127.0.0.1:{port}",
-        app_name=f"broseph-test-{uuid.uuid4().hex[:8]}",
-    )
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{port}")
     try:
         results = await fcm.send(MESSAGE, [fid_target("a"), token_target("b")])
     finally:
@@ -622,12 +614,7 @@ async def test_dropped_connection_is_retry() -> None:
 
     server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    fcm = FcmPushSender(
-        credentials=fake_credentials(),
-        project_id=PROJECT_ID,
-        fcm_url=f"http://127.0.0.1:{port}",
-        app_name=f"broseph-test-{uuid.uuid4().hex[:8]}",
-    )
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{port}")
     try:
         (result,) = await fcm.send(MESSAGE, [fid_target("a")])
     finally:

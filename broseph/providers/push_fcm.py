@@ -3,7 +3,10 @@ The FCM push sender: one small class around firebase-admin's FCM client (`send_e
 
 firebase-admin exceptions are translated here, at the boundary, into `push.DeviceResult`s, so
 nothing else in broseph imports `firebase_admin`; only the composition root (`broseph.services`)
-imports this module, when FIREBASE_CREDENTIALS_FILE is set.
+imports this module, when FIREBASE_CREDENTIALS_FILE is set. Under firebase-admin's httpx client
+the bytes move over `aiohttp_transport.AiohttpTransport` (HTTP/1.1 keep-alive, cheaper per
+message than httpcore's HTTP/2); credentials, encoding, retries and error classification stay
+the SDK's.
 
 Device identifiers are secrets: they leave this module only inside the FCM request.
 """
@@ -43,10 +46,10 @@ log = structlog.get_logger(__name__)
 
 _MAX_REASON_CHARS: Final = 300
 # HTTP/1.1 carries one request at a time per connection, so this bounds the requests in flight
-# per process. 100 is what firebase-admin itself pools for its synchronous HTTP/1.1 sends to FCM,
-# and what one HTTP/2 connection to FCM multiplexed (Google's limit of 100 concurrent streams):
-# the same in-flight bound as the SDK's own transport, the rest of a 500-message batch queueing
-# for a free connection (within `timeout_seconds`).
+# per process: a 500-message batch goes out 100 at a time, the rest queueing for a free
+# connection (within `timeout_seconds`). 100 is what firebase-admin itself pools for its
+# synchronous HTTP/1.1 sends to FCM (`pool_maxsize=100`); each connection's TLS set-up is paid
+# once and then kept alive, and FCM is not asked for more sockets than the SDK's own sync path.
 MAX_CONNECTIONS: Final = 100
 _FCM_ERROR_TYPE: Final = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE: Final = "type.googleapis.com/google.rpc.BadRequest"
@@ -73,9 +76,9 @@ class FcmPushSender:
     firebase-admin still encodes every message, signs requests with google-auth credentials
     (refreshing them on expiry and on a 401), retries 500/503 and classifies errors; only the
     transport under its httpx client is ours (`AiohttpTransport`): HTTP/1.1 keep-alive over at
-    most `MAX_CONNECTIONS` connections instead of httpcore's HTTP/2, about a fifth of the client
-    CPU per message (bench 13). The trade: up to 100 TLS connections to FCM instead of one, each
-    set up once and then reused.
+    most `MAX_CONNECTIONS` connections instead of httpcore's HTTP/2, about half the client CPU
+    per message (bench 13). The trade: up to 100 TLS connections to FCM instead of one, each set
+    up once and then reused, and at most 100 requests in flight (HTTP/2 multiplexes a batch).
     """
 
     def __init__(
