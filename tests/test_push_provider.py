@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import gzip
+import json
 import logging
 import socket
 import uuid
@@ -15,8 +17,10 @@ from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
 from typing import Any
 
+import aiohttp
 import firebase_admin
 import google.auth.credentials
+import httpx
 import pytest
 import pytest_asyncio
 import structlog.testing
@@ -24,7 +28,7 @@ from firebase_admin import _retry as firebase_retry
 from firebase_admin import messaging
 from google.oauth2.credentials import Credentials
 
-from broseph.providers import push_fcm
+from broseph.providers import aiohttp_transport, push_fcm
 from broseph.providers.aiohttp_transport import AiohttpTransport
 from broseph.providers.push import (
     DeviceResult,
@@ -626,6 +630,66 @@ async def test_dropped_connection_is_retry() -> None:
     assert result.outcome is Outcome.RETRY
     assert result.error_code == "UNKNOWN"
     assert result.reason is not None and "disconnected" in result.reason.lower()
+
+
+async def test_a_gzip_reply_is_decoded_once() -> None:
+    # The SDK asks for gzip (httpx's Accept-Encoding) and httpx decodes it from the headers, so
+    # the transport must hand the body over as it came.
+    answer = gzip.compress(json.dumps({"name": f"projects/{PROJECT_ID}/messages/7"}).encode())
+    accepted: list[str] = []
+
+    async def reply_gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        length = int(head.split("content-length:")[1].split("\r\n")[0])
+        await reader.readexactly(length)
+        accepted.append(head.split("accept-encoding:")[1].split("\r\n")[0].strip())
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+            + answer
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply_gzipped, "127.0.0.1", 0)
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        (result,) = await fcm.send(MESSAGE, [fid_target("a")])
+    finally:
+        await fcm.aclose()
+        server.close()
+        await server.wait_closed()
+
+    assert "gzip" in accepted[0]
+    assert result == DeviceResult(
+        result.device_id, Outcome.DELIVERED, message_id=f"projects/{PROJECT_ID}/messages/7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome", "code"),
+    [
+        # What httpcore raised for each, and so what the SDK made of it before. (A refused
+        # connection, UNAVAILABLE, runs end to end in test_unreachable_fcm_is_retry.)
+        (aiohttp.ConnectionTimeoutError("connect timed out"), Outcome.RETRY, "DEADLINE_EXCEEDED"),
+        (aiohttp.SocketTimeoutError("read timed out"), Outcome.RETRY, "DEADLINE_EXCEEDED"),
+        (TimeoutError(), Outcome.RETRY, "DEADLINE_EXCEEDED"),  # no free connection in time
+        (aiohttp.ServerDisconnectedError(), Outcome.RETRY, "UNKNOWN"),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), Outcome.RETRY, "UNKNOWN"),
+        (aiohttp.ClientPayloadError("truncated"), Outcome.RETRY, "UNKNOWN"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+async def test_transport_failures_reach_the_sdk_as_httpx_errors(
+    sender: FcmPushSender, failure: BaseException, outcome: Outcome, code: str
+) -> None:
+    request = httpx.Request("POST", "https://fcm.googleapis.com/v1/projects/p/messages:send")
+    with pytest.raises(httpx.TransportError) as raised:
+        aiohttp_transport._raise_as_httpx(failure, request)
+    # The SDK's own handler for send_each_async's httpx errors, then the adapter's classification.
+    error = messaging._get_messaging_service(sender._app)._handle_fcm_httpx_error(raised.value)
+
+    assert (push_fcm.classify(error), error.code) == (outcome, code)
 
 
 async def test_changed_transport_internals_refuse_to_start(
