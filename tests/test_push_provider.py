@@ -13,7 +13,7 @@ import logging
 import socket
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib import metadata
 from typing import Any
 
@@ -610,21 +610,31 @@ async def test_aclose_closes_the_pool_without_warnings(
     assert "Unclosed" not in caplog.text
 
 
-async def test_dropped_connection_is_retry() -> None:
-    # A server that reads the request and hangs up without answering.
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.close()
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{port}")
+
+async def send_one_to(handler: Handler) -> DeviceResult:
+    """
+    One message through a fresh sender to a raw HTTP/1.1 server that `handler` plays.
+    """
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     try:
         (result,) = await fcm.send(MESSAGE, [fid_target("a")])
     finally:
         await fcm.aclose()
         server.close()
         await server.wait_closed()
+    return result
+
+
+async def test_dropped_connection_is_retry() -> None:
+    # A server that reads the request and hangs up without answering.
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    result = await send_one_to(hang_up)
 
     # As with httpcore: a RemoteProtocolError, which firebase-admin wraps in UnknownError.
     assert result.outcome is Outcome.RETRY
@@ -651,14 +661,7 @@ async def test_a_gzip_reply_is_decoded_once() -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(reply_gzipped, "127.0.0.1", 0)
-    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-    try:
-        (result,) = await fcm.send(MESSAGE, [fid_target("a")])
-    finally:
-        await fcm.aclose()
-        server.close()
-        await server.wait_closed()
+    result = await send_one_to(reply_gzipped)
 
     assert "gzip" in accepted[0]
     assert result == DeviceResult(
