@@ -1,8 +1,8 @@
 """
 The enqueue API loads no outside service's SDK: producers import `broseph.enqueue` and the payload
-models (README, "From Python"), and neither may pull in openai, firebase-admin or google-auth. Only
-the composition root (`broseph.services`) imports the SDK adapters (`providers.ai_openai`,
-`providers.push_fcm`), and only when a setting asks for them.
+models (README, "From Python"), and neither may pull in openai, firebase-admin, google-auth or
+aiohttp (FCM's transport). Only the composition root (`broseph.services`) imports the SDK adapters
+(`providers.ai_openai`, `providers.push_fcm`), and only when a setting asks for them.
 
 Each check runs in a fresh interpreter: this test process has imported the SDKs long ago.
 """
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-SDKS = ("openai", "firebase_admin", "google.auth")
+SDKS = ("openai", "firebase_admin", "google.auth", "aiohttp")
 
 
 def loaded_after(*modules: str) -> list[str]:
@@ -52,7 +52,11 @@ def test_the_enqueue_api_and_the_job_types_load_no_sdk(modules: tuple[str, ...])
 
 @pytest.mark.parametrize(
     ("adapter", "sdk"),
-    [("broseph.providers.ai_openai", "openai"), ("broseph.providers.push_fcm", "firebase_admin")],
+    [
+        ("broseph.providers.ai_openai", "openai"),
+        ("broseph.providers.push_fcm", "firebase_admin"),
+        ("broseph.providers.push_fcm", "aiohttp"),
+    ],
 )
 def test_the_adapters_are_where_the_sdks_come_in(adapter: str, sdk: str) -> None:
     # The probe above can see an SDK: importing an adapter loads its SDK.

@@ -4,22 +4,32 @@ The push adapter against the FCM stand-in: the real firebase-admin SDK, real HTT
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import gc
+import gzip
+import json
+import logging
 import socket
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib import metadata
 from typing import Any
 
+import aiohttp
 import firebase_admin
 import google.auth.credentials
+import httpx
 import pytest
 import pytest_asyncio
 import structlog.testing
+from firebase_admin import _retry as firebase_retry
 from firebase_admin import messaging
 from google.oauth2.credentials import Credentials
 
-from broseph.providers import push_fcm
+from broseph.providers import aiohttp_transport, push_fcm
+from broseph.providers.aiohttp_transport import AiohttpTransport
 from broseph.providers.push import (
     DeviceResult,
     LoggingPushSender,
@@ -79,11 +89,8 @@ def new_sender(standin: FcmStandIn | None, **kwargs: Any) -> FcmPushSender:
     """
     kwargs.setdefault("app_name", f"broseph-test-{uuid.uuid4().hex[:8]}")
     kwargs.setdefault("credentials", fake_credentials())
-    return FcmPushSender(
-        project_id=PROJECT_ID,
-        fcm_url=standin.base_url if standin is not None else None,
-        **kwargs,
-    )
+    kwargs.setdefault("fcm_url", standin.base_url if standin is not None else None)
+    return FcmPushSender(project_id=PROJECT_ID, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +139,7 @@ async def test_delivers_to_fid_and_token_devices(
         assert request.project_id == PROJECT_ID
         assert request.validate_only is False
         assert request.authorization == "Bearer fake"
-        # httpx is built with http2=True but negotiates HTTP/2 only over TLS.
+        # broseph's aiohttp transport under the SDK's httpx client speaks HTTP/1.1.
         assert request.http_version == "HTTP/1.1"
         sent = request.message
         assert sent["notification"] == {"title": MESSAGE.title, "body": MESSAGE.body}
@@ -300,12 +307,7 @@ async def test_unreachable_fcm_is_retry() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Nothing listens on the port any more: every connect is refused.
-    fcm = FcmPushSender(
-        credentials=fake_credentials(),
-        project_id=PROJECT_ID,
-        fcm_url=f"http://127.0.0.1:{port}",
-        app_name=f"broseph-test-{uuid.uuid4().hex[:8]}",
-    )
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{port}")
     try:
         results = await fcm.send(MESSAGE, [fid_target("a"), token_target("b")])
     finally:
@@ -340,24 +342,27 @@ async def test_more_than_500_targets_are_sent_in_chunks(monkeypatch: pytest.Monk
     monkeypatch.setattr(messaging, "send_each_async", spy)
     targets = [fid_target(str(i)) if i % 2 else token_target(str(i)) for i in range(501)]
 
-    # HTTP/2 over TLS, as with real FCM: 500 concurrent requests over HTTP/1.1 cost httpcore's
-    # pool several seconds of bookkeeping here; multiplexed they take about one.
-    with FcmStandIn(http2=True) as h2_standin:
-        # httpx reads SSL_CERT_FILE when the SDK builds its client, at construction.
+    # Over TLS, as with real FCM, which offers HTTP/2 and HTTP/1.1 (so does the stand-in).
+    with FcmStandIn(http2=True) as tls_standin:
+        # The SSL context is made (SSL_CERT_FILE read) when the sender is built.
         with monkeypatch.context() as env:
-            env.setenv("SSL_CERT_FILE", h2_standin.ca_file)
-            fcm = new_sender(h2_standin)
+            env.setenv("SSL_CERT_FILE", tls_standin.ca_file)
+            fcm = new_sender(tls_standin)
         try:
             results = await fcm.send(MESSAGE, targets)
         finally:
             await fcm.aclose()
-        requests = h2_standin.requests
+        requests = tls_standin.requests
+        connections = tls_standin.connections
 
     assert batch_sizes == [500, 1]
     assert [r.device_id for r in results] == [t.device_id for t in targets]
     assert all(r.outcome is Outcome.DELIVERED for r in results)
     assert len(requests) == 501
-    assert {r.http_version for r in requests} == {"HTTP/2"}
+    # firebase-admin's own transport would have negotiated HTTP/2; the aiohttp pool keeps
+    # HTTP/1.1, at most MAX_CONNECTIONS connections for 500 requests at once.
+    assert {r.http_version for r in requests} == {"HTTP/1.1"}
+    assert 1 <= connections <= push_fcm.MAX_CONNECTIONS
     assert {r.identifier for r in requests} == {t.identifier for t in targets}
 
 
@@ -468,6 +473,10 @@ async def test_sdk_internals_the_adapter_relies_on_still_exist() -> None:
             f"https://fcm.googleapis.com/v1/projects/{PROJECT_ID}/messages:send"
         )
         assert callable(service._async_client.aclose)
+        # The one object replaced under the SDK's retry transports, for both schemes.
+        assert {type(t._wrapped_transport) for t in service._async_client._mounts.values()} == {
+            AiohttpTransport
+        }
     finally:
         await fcm.aclose()
 
@@ -490,5 +499,211 @@ async def test_missing_sdk_internal_fails_construction_loudly(
         new_sender(standin, app_name=name)
 
     # The half-built app was deleted, so fixing the problem and retrying works.
+    with pytest.raises(ValueError):
+        firebase_admin.get_app(name)
+
+
+# -- the aiohttp transport under the SDK ----------------------------------------------------------
+
+
+class ExpiringCredentials(RefreshableCredentials):
+    """
+    Refreshable credentials whose token has already expired; a refresh makes it good for an hour.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+            hours=1
+        )
+
+    def refresh(self, request: Any) -> None:
+        super().refresh(request)
+        self.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(
+            hours=1
+        )
+
+
+def transport_of(fcm: FcmPushSender) -> AiohttpTransport:
+    service = messaging._get_messaging_service(fcm._app)
+    transport = service._async_client._mounts["https://"]._wrapped_transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport
+
+
+async def test_expired_token_is_refreshed_by_google_auth_before_sending(
+    standin: FcmStandIn,
+) -> None:
+    # The SDK's httpx auth flow (google-auth's before_request) still runs above the transport.
+    credentials = ExpiringCredentials()
+    fcm = new_sender(standin, credentials=credentials)
+    first, second = fid_target("first"), fid_target("second")
+    try:
+        (one,) = await fcm.send(MESSAGE, [first])
+        (two,) = await fcm.send(MESSAGE, [second])
+    finally:
+        await fcm.aclose()
+
+    assert [one.outcome, two.outcome] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert credentials.refreshes == 1
+    assert [r.authorization for r in standin.requests] == ["Bearer fake-1", "Bearer fake-1"]
+
+
+async def test_401_refreshes_the_credentials_and_resends(standin: FcmStandIn) -> None:
+    credentials = RefreshableCredentials()
+    fcm = new_sender(standin, credentials=credentials)
+    target = fid_target("revoked-token")
+    standin.fail_once(target.identifier, status=401, error_code=None)
+    try:
+        (result,) = await fcm.send(MESSAGE, [target])
+    finally:
+        await fcm.aclose()
+
+    assert result.outcome is Outcome.DELIVERED
+    assert credentials.refreshes == 1
+    requests = standin.requests_for(target.identifier)
+    assert [(r.status, r.authorization) for r in requests] == [
+        (401, "Bearer fake"),
+        (200, "Bearer fake-1"),
+    ]
+
+
+async def test_connections_are_kept_alive_across_sends(standin: FcmStandIn) -> None:
+    fcm = new_sender(standin)
+    try:
+        for i in range(3):
+            (result,) = await fcm.send(MESSAGE, [fid_target(str(i))])
+            assert result.outcome is Outcome.DELIVERED
+        session = transport_of(fcm).session
+        (result,) = await fcm.send(MESSAGE, [fid_target("last")])
+        assert transport_of(fcm).session is session
+    finally:
+        await fcm.aclose()
+
+    assert len(standin.requests) == 4
+    # One connection, opened by the first send and reused by the next three.
+    assert standin.connections == 1
+
+
+async def test_aclose_closes_the_pool_without_warnings(
+    standin: FcmStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    fcm = new_sender(standin)
+    transport = transport_of(fcm)
+    assert transport.session is None  # opened by the first send, in its loop
+    (result,) = await fcm.send(MESSAGE, [fid_target("a")])
+    session = transport.session
+    assert result.outcome is Outcome.DELIVERED
+    assert session is not None and not session.closed
+
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
+        warnings.simplefilter("always")
+        await fcm.aclose()
+        del fcm
+        gc.collect()
+        await asyncio.sleep(0)
+
+    assert session.closed
+    assert session.connector is None or session.connector.closed
+    assert transport.session is None
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert "Unclosed" not in caplog.text
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def send_one_to(handler: Handler) -> DeviceResult:
+    """
+    One message through a fresh sender to a raw HTTP/1.1 server that `handler` plays.
+    """
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    fcm = new_sender(None, fcm_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        (result,) = await fcm.send(MESSAGE, [fid_target("a")])
+    finally:
+        await fcm.aclose()
+        server.close()
+        await server.wait_closed()
+    return result
+
+
+async def test_dropped_connection_is_retry() -> None:
+    # A server that reads the request and hangs up without answering.
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    result = await send_one_to(hang_up)
+
+    # As with httpcore: a RemoteProtocolError, which firebase-admin wraps in UnknownError.
+    assert result.outcome is Outcome.RETRY
+    assert result.error_code == "UNKNOWN"
+    assert result.reason is not None and "disconnected" in result.reason.lower()
+
+
+async def test_a_gzip_reply_is_decoded_once() -> None:
+    # The SDK asks for gzip (httpx's Accept-Encoding) and httpx decodes it from the headers, so
+    # the transport must hand the body over as it came.
+    answer = gzip.compress(json.dumps({"name": f"projects/{PROJECT_ID}/messages/7"}).encode())
+    accepted: list[str] = []
+
+    async def reply_gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        length = int(head.split("content-length:")[1].split("\r\n")[0])
+        await reader.readexactly(length)
+        accepted.append(head.split("accept-encoding:")[1].split("\r\n")[0].strip())
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+            + answer
+        )
+        await writer.drain()
+        writer.close()
+
+    result = await send_one_to(reply_gzipped)
+
+    assert "gzip" in accepted[0]
+    assert result == DeviceResult(
+        result.device_id, Outcome.DELIVERED, message_id=f"projects/{PROJECT_ID}/messages/7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome", "code"),
+    [
+        # What httpcore raised for each, and so what the SDK made of it before. (A refused
+        # connection, UNAVAILABLE, runs end to end in test_unreachable_fcm_is_retry.)
+        (aiohttp.ConnectionTimeoutError("connect timed out"), Outcome.RETRY, "DEADLINE_EXCEEDED"),
+        (aiohttp.SocketTimeoutError("read timed out"), Outcome.RETRY, "DEADLINE_EXCEEDED"),
+        (TimeoutError(), Outcome.RETRY, "DEADLINE_EXCEEDED"),  # no free connection in time
+        (aiohttp.ServerDisconnectedError(), Outcome.RETRY, "UNKNOWN"),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), Outcome.RETRY, "UNKNOWN"),
+        (aiohttp.ClientPayloadError("truncated"), Outcome.RETRY, "UNKNOWN"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+)
+async def test_transport_failures_reach_the_sdk_as_httpx_errors(
+    sender: FcmPushSender, failure: BaseException, outcome: Outcome, code: str
+) -> None:
+    request = httpx.Request("POST", "https://fcm.googleapis.com/v1/projects/p/messages:send")
+    with pytest.raises(httpx.TransportError) as raised:
+        aiohttp_transport._raise_as_httpx(failure, request)
+    # The SDK's own handler for send_each_async's httpx errors, then the adapter's classification.
+    error = messaging._get_messaging_service(sender._app)._handle_fcm_httpx_error(raised.value)
+
+    assert (push_fcm.classify(error), error.code) == (outcome, code)
+
+
+async def test_changed_transport_internals_refuse_to_start(
+    standin: FcmStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulates an upgrade that replaced the retry transport the aiohttp pool slots under.
+    monkeypatch.setattr(firebase_retry, "HttpxRetryTransport", type("Renamed", (), {}))
+    name = f"broseph-test-{uuid.uuid4().hex[:8]}"
+
+    with pytest.raises(push_fcm.IncompatibleFirebaseAdminError, match="HttpxRetryTransport"):
+        new_sender(standin, app_name=name)
+
     with pytest.raises(ValueError):
         firebase_admin.get_app(name)

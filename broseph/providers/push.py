@@ -5,7 +5,8 @@ Job code sees only `PushTarget`, `PushMessage` and one `DeviceResult` per device
 says what to do next: nothing, disable the token, or retry later. The senders live apart:
 `push_fcm` (firebase-admin, built only by the composition root, `broseph.services`),
 `push_outbox` (development) and `LoggingPushSender` below — so importing this module (and the job
-types, and `broseph.enqueue`) never loads firebase-admin or google-auth.
+types, and `broseph.enqueue`) never loads firebase-admin, google-auth or aiohttp (the FCM
+transport under firebase-admin, `aiohttp_transport`).
 
 Device identifiers (FCM installation ids and legacy registration tokens) are secrets: they leave
 the senders only inside the FCM request, never in logs, reprs or results.

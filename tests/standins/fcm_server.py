@@ -8,10 +8,11 @@ message (there is no batch endpoint any more) through `httpx.AsyncClient(http2=T
 negotiates HTTP/2 only via TLS ALPN, so against a plain `http://` URL it speaks HTTP/1.1, which
 the default mode serves with the standard library.
 
-`FcmStandIn(http2=True)` serves TLS + HTTP/2 instead, like real FCM: one multiplexed connection
-rather than up to 100 HTTP/1.1 ones, whose bookkeeping in httpcore's pool costs milliseconds per
-request at 500-message batches. The client must trust `ca_file` (set `SSL_CERT_FILE` to it while
-the sender is built; httpx reads it when it creates its SSL context).
+`FcmStandIn(http2=True)` serves TLS instead, like real FCM, and, like it, speaks whichever of
+HTTP/2 and HTTP/1.1 (keep-alive) the client picks by ALPN: firebase-admin's own httpx transport
+picks HTTP/2, broseph's aiohttp transport HTTP/1.1. The client must trust `ca_file` (set
+`SSL_CERT_FILE` to it while the sender is built; the SSL context is made then).
+`connections` counts the TCP connections accepted, so tests can see a pool being reused.
 
 Replies are scripted per device identifier (fid or legacy token). Error bodies are shaped like real
 FCM errors because firebase-admin picks its exception class from `error.status` and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import http
 import http.server
 import ipaddress
 import itertools
@@ -116,6 +118,7 @@ class FcmStandIn:
         self._failures: dict[str, ScriptedFailure] = {}
         self._requests: list[RecordedRequest] = []
         self._message_ids = itertools.count(1)
+        self._connections = 0
         self._transport: _Http1Transport | _Http2Transport | None = None
 
     def __enter__(self) -> Self:
@@ -202,13 +205,26 @@ class FcmStandIn:
         """
         self.fail(identifier, status=status, error_code=error_code, times=times)
 
+    @property
+    def connections(self) -> int:
+        """
+        TCP connections accepted since start (or the last `reset()`).
+        """
+        with self._lock:
+            return self._connections
+
+    def _connected(self) -> None:
+        with self._lock:
+            self._connections += 1
+
     def reset(self) -> None:
         """
-        Forget scripted failures and recorded requests (latency stays).
+        Forget scripted failures, recorded requests and the connection count (latency stays).
         """
         with self._lock:
             self._failures.clear()
             self._requests.clear()
+            self._connections = 0
 
     # -- inspection ------------------------------------------------------------------------------
 
@@ -338,6 +354,11 @@ class _Http1Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Http1Server
 
+    def setup(self) -> None:
+        # One handler per connection: it serves every request on it (keep-alive).
+        super().setup()
+        self.server.standin._connected()
+
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         standin = self.server.standin
@@ -362,7 +383,7 @@ class _Http1Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-# -- HTTP/2 over TLS (https://) --------------------------------------------------------------------
+# -- HTTP/2 or HTTP/1.1 over TLS (https://) --------------------------------------------------------
 
 
 class _Http2Transport:
@@ -372,7 +393,7 @@ class _Http2Transport:
         self.ca_file, key_file = _self_signed_certificate(Path(self._tmp.name))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_file, key_file)
-        context.set_alpn_protocols(["h2"])
+        context.set_alpn_protocols(["h2", "http/1.1"])
         self._connections: set[asyncio.Task[None]] = set()
         # The server gets its own loop in its own thread: tests start it from inside their loop.
         self._loop = asyncio.new_event_loop()
@@ -401,6 +422,15 @@ class _Http2Transport:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self._standin._connected()
+        ssl_object = writer.get_extra_info("ssl_object")
+        # No ALPN at all (a client that never offers it) means HTTP/1.1, as at real FCM.
+        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+            try:
+                await self._serve_http1(reader, writer)
+            finally:
+                self._connections.discard(task)
+            return
         conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )
@@ -437,6 +467,46 @@ class _Http2Transport:
                 reply.cancel()
             writer.close()
             self._connections.discard(task)
+
+    async def _serve_http1(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # Keep-alive: requests on one connection are answered in order, one at a time.
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return  # the client closed the connection between requests
+                request_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+                _method, path, version = request_line.split(" ", 2)
+                headers = {}
+                for line in lines:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                raw = await reader.readexactly(int(headers.get("content-length") or 0))
+                if self._standin.latency:
+                    await asyncio.sleep(self._standin.latency)
+                status, body = self._standin._handle(
+                    path, raw, version, headers.get("authorization")
+                )
+                data = json.dumps(body).encode()
+                reason = http.HTTPStatus(status).phrase
+                writer.write(
+                    f"{version} {status} {reason}\r\n"
+                    "Content-Type: application/json; charset=UTF-8\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+            pass  # the client went away mid-request (a timeout test) or sent garbage
+        except asyncio.CancelledError:
+            # Shutdown while the client's TLS close is still in flight. End normally: Python
+            # 3.11's start_server callback logs a cancelled handler as an error.
+            pass
+        finally:
+            writer.close()
 
     async def _reply(
         self,
