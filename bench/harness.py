@@ -210,22 +210,21 @@ async def collect(bench: Benchmark, ctx: Context) -> list[Row]:
     ]
 
 
-def run_alone(module_name: str) -> None:
+def run_alone(module_name: str, *, reps: int = 1) -> None:
     """
     One benchmark that needs no database, run by itself (`python -m bench.<name> [--smoke]`):
-    one round, its table and its notes on stdout.
+    its table, its notes and the machine's load on stdout.
     """
     ctx = Context(
         db=cast("BenchDatabase", None),  # never used: the benchmark needs no database
         redis_url="",
-        reps=1,
+        reps=reps,
         smoke="--smoke" in sys.argv[1:],
         workdir=Path("."),
     )
     rows = asyncio.run(collect(cast(Benchmark, sys.modules[module_name]), ctx))
-    print(render(rows))
-    for note in ctx.notes:
-        print(f"- {note}")
+    notes = [*ctx.notes, f"load: {Path('/proc/loadavg').read_text().strip()}"]
+    print("\n".join([render(rows), *(f"- {note}" for note in notes)]))
 
 
 # --- the table ----------------------------------------------------------------------------------
