@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from broseph import migrate
-from tests import pg, readme_support, security_support
+from tests import factories, pg, readme_support, security_support
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "clients" / "typescript"
@@ -411,25 +411,14 @@ def test_readme_typescript_examples_compile_and_run(
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        group = conn.execute(
-            "INSERT INTO public.groups (name, time_zone) VALUES ('TS', 'UTC') RETURNING id::text"
-        ).fetchone()
-        member = conn.execute(
-            "INSERT INTO public.profiles (display_name, time_zone) VALUES ('Ben', 'UTC')"
-            " RETURNING id::text"
-        ).fetchone()
-        assert group and member
-        conn.execute(
-            "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
-            (group[0], member[0]),
-        )
+        group_id, member_id = map(str, factories.group_with_member(conn, "TS", "Ben"))
         run = subprocess.run(
             ["node", str(scratch_dir / "build" / scratch_dir.name / "driver.js")],
             cwd=CLIENT,
             env={
                 **os.environ,
                 "DATABASE_URL": node_url(db_url),
-                "README_WORLD": json.dumps([group[0], member[0]]),
+                "README_WORLD": json.dumps([group_id, member_id]),
             },
             capture_output=True,
             text=True,
@@ -456,7 +445,7 @@ def test_readme_typescript_examples_compile_and_run(
             "SELECT count(*) FROM public.messages WHERE body = 'hello from the README'"
         ).fetchone()
         assert messages == (1,)
-        _check_job_status_examples(conn, results, group[0])
+        _check_job_status_examples(conn, results, group_id)
 
 
 def _check_job_status_examples(conn: psycopg.Connection[Any], results: Any, group: str) -> None:
