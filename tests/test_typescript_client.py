@@ -183,22 +183,9 @@ def test_generated_schemas_and_types_match_the_payload_models(
 # (repository supabase/postgres, migrations/db/init-scripts/00000000000000-initial-schema.sql:
 # `alter default privileges in schema public grant all on functions to … anon, authenticated`);
 # a database prepared that way before migrating shows whether the migration's REVOKEs hold.
+# The client roles are the cluster's: migrating the session's template (profile_db asks for
+# template_db first) created them, as migrations/0001_supabase_compat.sql does.
 _SUPABASE_DEFAULTS = """
-DO $$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-            BEGIN
-                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;
-            END;
-        END IF;
-    END LOOP;
-END;
-$$;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public
     GRANT ALL ON TABLES TO anon, authenticated, service_role;
