@@ -18,7 +18,7 @@ Per-job accounting of a measured interval: CPU, round trips, transactions, WAL.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,15 @@ class Account:
             f" bytes (+ {self.wal_fpi_per_job:,.0f} of full-page images){wal}; machine"
             f" {100 * self.cpu.busy_share:.0f} % busy"
         )
+
+
+def describe_sides(accounts: Mapping[str, Account], group: str = "producer") -> str:
+    """
+    One note line comparing sides: each side's `describe`, named after the side.
+    """
+    return "; ".join(
+        account.describe(group).replace(group, side, 1) for side, account in accounts.items()
+    )
 
 
 def _few(x: float) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from bench import database
 from broseph.ops import inspect
 
 # Statements separated by blank lines. Triggers are off for the load (session_replication_role):
@@ -119,15 +121,26 @@ class World:
     user: uuid.UUID
 
 
+async def _latest(
+    conn: psycopg.AsyncConnection[Any], columns: str, where: str, before: datetime.datetime
+) -> Any:
+    """
+    The newest record created before `before` for which `where` holds (the world has one).
+    """
+    return await database.one(
+        conn,
+        f"SELECT {columns} FROM broseph.job_records WHERE {where} AND created_at < %s"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        (before,),
+    )
+
+
 async def load(url: str, n: int) -> World:
     """
     N records in every state, the wave included; VACUUM ANALYZE after (what autovacuum does).
     """
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
-        cur = await conn.execute("SELECT now() AS now")
-        row = await cur.fetchone()
-        assert row is not None
-        now: datetime.datetime = row["now"]
+        now: datetime.datetime = (await database.one(conn, "SELECT now() AS now"))["now"]
         wave_at = now.replace(hour=8, minute=0, second=0, microsecond=0)
         if wave_at > now - datetime.timedelta(minutes=2):
             wave_at -= datetime.timedelta(days=1)
@@ -143,27 +156,11 @@ async def load(url: str, n: int) -> World:
             await conn.execute(statement.strip().removesuffix(";").encode(), params)
         await conn.commit()
         week_ago = now - datetime.timedelta(days=7)
-        cur = await conn.execute(
-            "SELECT created_at, id FROM broseph.job_records WHERE created_at < %s"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            (week_ago,),
+        middle = await _latest(conn, "created_at, id", "true", week_ago)
+        failed = await _latest(
+            conn, "id, user_id", "status = 'failed' AND job_type = 'SendNotification'", week_ago
         )
-        middle = await cur.fetchone()
-        cur = await conn.execute(
-            "SELECT id, user_id FROM broseph.job_records"
-            " WHERE status = 'failed' AND job_type = 'SendNotification' AND created_at < %s"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            (week_ago,),
-        )
-        failed = await cur.fetchone()
-        cur = await conn.execute(
-            "SELECT group_id FROM broseph.job_records"
-            " WHERE job_type = 'ProcessEngagement' AND created_at < %s"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            (week_ago,),
-        )
-        group = await cur.fetchone()
-        assert middle is not None and failed is not None and group is not None
+        group = await _latest(conn, "group_id", "job_type = 'ProcessEngagement'", week_ago)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for table in ("broseph.job_records", "procrastinate_jobs", "procrastinate_events"):
             await conn.execute(f"VACUUM (ANALYZE) {table}".encode())

@@ -50,6 +50,17 @@ class NotAThrowawayDatabase(RuntimeError):
     """
 
 
+async def one(conn: psycopg.AsyncConnection[Any], query: Any, params: Any = None) -> Any:
+    """
+    The first row of a statement that always returns one (a count, an aggregate, RETURNING).
+    """
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    if row is None:
+        raise LookupError(f"no row from {query!r}")
+    return row
+
+
 def with_dbname(url: str, dbname: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = dbname

@@ -123,10 +123,7 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
         for side in ("ours", "raw", "pgq") if rep % 2 == 0 else ("pgq", "raw", "ours"):
             await ctx.db.reset()
             rate[side], acc[side] = await timed(ctx, sides[side], n)
-        ctx.note(
-            f"(1) round {rep + 1}: "
-            + "; ".join(acc[k].describe("producer").replace("producer", k, 1) for k in acc)
-        )
+        ctx.note(f"(1) round {rep + 1}: " + accounting.describe_sides(acc))
         yield {
             "enqueue_one": Sample(rate["ours"], rate["raw"]),
             "enqueue_one_pgq": Sample(rate["ours"], rate["pgq"]),

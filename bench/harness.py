@@ -9,13 +9,15 @@ like the figures: median and min–max over the rounds. Targets are checked on m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import statistics
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from bench.database import BenchDatabase
@@ -206,6 +208,23 @@ async def collect(bench: Benchmark, ctx: Context) -> list[Row]:
         Row(bench.number, metric, tuple(r[metric.key] for r in rounds if metric.key in r), reps)
         for metric in bench.metrics
     ]
+
+
+def run_alone(module_name: str, *, reps: int = 1) -> None:
+    """
+    One benchmark that needs no database, run by itself (`python -m bench.<name> [--smoke]`):
+    its table, its notes and the machine's load on stdout.
+    """
+    ctx = Context(
+        db=cast("BenchDatabase", None),  # never used: the benchmark needs no database
+        redis_url="",
+        reps=reps,
+        smoke="--smoke" in sys.argv[1:],
+        workdir=Path("."),
+    )
+    rows = asyncio.run(collect(cast(Benchmark, sys.modules[module_name]), ctx))
+    notes = [*ctx.notes, f"load: {Path('/proc/loadavg').read_text().strip()}"]
+    print("\n".join([render(rows), *(f"- {note}" for note in notes)]))
 
 
 # --- the table ----------------------------------------------------------------------------------

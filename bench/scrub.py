@@ -23,15 +23,10 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from bench import harness
 from bench.harness import Context, Metric, Repetition, Sample
 from broseph import logs
-
-if TYPE_CHECKING:
-    from bench.database import BenchDatabase
 
 number = 11
 title = "Log scrubbing of one long value"
@@ -128,22 +123,5 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
     )
 
 
-def main() -> None:
-    """
-    This benchmark alone (`python -m bench.scrub [--smoke]`); it needs no database.
-    """
-    ctx = Context(
-        db=cast("BenchDatabase", None),  # never used: scrubbing needs no database
-        redis_url="",
-        reps=1,
-        smoke="--smoke" in sys.argv[1:],
-        workdir=Path("."),
-    )
-    rows = asyncio.run(harness.collect(cast(harness.Benchmark, sys.modules[__name__]), ctx))
-    print(harness.render(rows))
-    for note in ctx.notes:
-        print(f"- {note}")
-
-
 if __name__ == "__main__":
-    main()
+    harness.run_alone(__name__)

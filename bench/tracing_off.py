@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -31,9 +29,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from bench import harness
 from bench.harness import Context, Metric, Repetition, Sample
 from broseph import enqueue, logs, tracing
-
-if TYPE_CHECKING:
-    from bench.database import BenchDatabase
 
 number = 12
 title = "Tracing off: the cost of the tracing code when no provider is set"
@@ -135,22 +130,5 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
     )
 
 
-def main() -> None:
-    """
-    This benchmark alone (`python -m bench.tracing_off [--smoke]`); it needs no database.
-    """
-    ctx = Context(
-        db=cast("BenchDatabase", None),  # never used: no database
-        redis_url="",
-        reps=1,
-        smoke="--smoke" in sys.argv[1:],
-        workdir=Path("."),
-    )
-    rows = asyncio.run(harness.collect(cast(harness.Benchmark, sys.modules[__name__]), ctx))
-    print(harness.render(rows))
-    for note in ctx.notes:
-        print(f"- {note}")
-
-
 if __name__ == "__main__":
-    main()
+    harness.run_alone(__name__)

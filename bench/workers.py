@@ -35,7 +35,7 @@ from procrastinate import job_context
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
-from bench import roundtrips
+from bench import database, roundtrips
 from broseph import lifecycle, logs, services, worker
 from broseph.jobs.base import JobPayload, JobRun, JobType
 from broseph.providers.push_fcm import FcmPushSender
@@ -328,9 +328,7 @@ async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 1
     procrastinate_kinds = [w for w in workers if w.kind != "pgq"]
     others = [w.app_name for w in workers if w.kind == "pgq"]
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cur = await conn.execute("SELECT count(*) FROM procrastinate_workers")
-        row = await cur.fetchone()
-        before = int(row[0]) if row else 0
+        before = (await database.one(conn, "SELECT count(*) FROM procrastinate_workers"))[0]
         for w in workers:
             await w.start()
         deadline = time.monotonic() + within
@@ -338,18 +336,14 @@ async def start_all(url: str, workers: list[WorkerProcess], *, within: float = 1
             for w in workers:
                 w.check_alive()
             # procrastinate workers register themselves; PgQueuer's show up connected.
-            cur = await conn.execute(
+            registered, connected = await database.one(
+                conn,
                 "SELECT (SELECT count(*) FROM procrastinate_workers),"
                 " (SELECT count(DISTINCT application_name) FROM pg_stat_activity"
                 "  WHERE application_name = ANY(%s::text[]))",
                 (others,),
             )
-            row = await cur.fetchone()
-            if (
-                row
-                and int(row[0]) >= before + len(procrastinate_kinds)
-                and int(row[1]) >= len(others)
-            ):
+            if registered >= before + len(procrastinate_kinds) and connected >= len(others):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench workers not registered within {within:g} s")

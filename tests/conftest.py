@@ -20,7 +20,7 @@ from psycopg.rows import DictRow, dict_row
 
 from broseph import migrate, services, worker
 from broseph.settings import Settings
-from tests import pg
+from tests import pg, settings_support
 
 # The plain / Supabase-like database profiles of the security tests (tests/profiles.py).
 from tests.profiles import (  # noqa: F401
@@ -60,14 +60,7 @@ def db_url(admin_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
-        worker_concurrency=4,
-        poll_interval=0.5,
-        heartbeat_interval=1.0,
-        shutdown_timeout=5.0,
-    )
+    return settings_support.worker_settings(db_url)
 
 
 @pytest.fixture

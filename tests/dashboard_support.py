@@ -92,6 +92,16 @@ async def quarantine(conn: Conn, raw: dict[str, Any] | str, reason: str, job_id:
     return _first(await cur.fetchone())
 
 
+async def quarantine_prompt(
+    conn: Conn, group: uuid.UUID, reason: str, job_id: str, timestamp_ms: int
+) -> int:
+    """
+    A BullMQ GeneratePrompt job for `group`, quarantined by the ingress (a replay can run it).
+    """
+    raw = {"name": "GeneratePrompt", "data": {"groupId": str(group)}, "timestamp": timestamp_ms}
+    return await quarantine(conn, raw, reason, job_id)
+
+
 async def statuses(conn: Conn, record_ids: list[uuid.UUID]) -> dict[str, int]:
     cur = await conn.execute(
         "SELECT status, count(*) AS n FROM broseph.job_records WHERE id = ANY(%s) GROUP BY 1",

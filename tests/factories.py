@@ -9,6 +9,9 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+from tests import pg
 
 
 async def group(
@@ -70,14 +73,45 @@ async def prompt(
     *,
     text: str = "What made you laugh this week?",
 ) -> uuid.UUID:
-    cur = await conn.execute(
+    row = await pg.one(
+        conn,
         "INSERT INTO public.prompts (group_id, local_date, text, category, source) "
         "VALUES (%s, %s, %s, 'icebreaker', 'manual') RETURNING id",
         (group_id, local_date, text),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return _id(row)
+
+
+async def enqueued(
+    conn: psycopg.AsyncConnection[Any], job_type: str, params: dict[str, Any]
+) -> uuid.UUID:
+    """
+    A job enqueued through SQL (`broseph.enqueue`, as a client or trigger does): its record id.
+    """
+    row = await pg.one(conn, "SELECT broseph.enqueue(%s, %s) AS id", (job_type, Jsonb(params)))
+    return _id(row)
+
+
+def group_with_member(
+    conn: psycopg.Connection[Any], group_name: str, member_name: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """
+    A group in UTC with one member, through a plain (sync) connection: the two ids.
+    """
+    group = conn.execute(
+        "INSERT INTO public.groups (name, time_zone) VALUES (%s, 'UTC') RETURNING id",
+        (group_name,),
+    ).fetchone()
+    member = conn.execute(
+        "INSERT INTO public.profiles (display_name, time_zone) VALUES (%s, 'UTC') RETURNING id",
+        (member_name,),
+    ).fetchone()
+    assert group and member
+    conn.execute(
+        "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
+        (group[0], member[0]),
+    )
+    return _id(group), _id(member)
 
 
 def _id(row: Any) -> uuid.UUID:

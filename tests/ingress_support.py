@@ -122,6 +122,23 @@ def required_fields(job_name: str) -> list[tuple[str, str]]:
 # --- settings, producers, the in-process ingress ---------------------------------------------
 
 
+def delivery(
+    name: str, data: Any, *, job_id: str, options: dict[str, Any], timestamp_ms: int
+) -> mapping.Delivery:
+    """
+    A BullMQ job of the broseph-jobs queue, as the ingress receives it.
+    """
+    return mapping.Delivery(
+        source="bullmq",
+        queue="broseph-jobs",
+        job_id=job_id,
+        name=name,
+        data=data,
+        options=options,
+        timestamp_ms=timestamp_ms,
+    )
+
+
 def ingress_settings(settings: Settings, queue: str, **update: Any) -> Settings:
     values: dict[str, Any] = {
         "redis_url": REDIS_URL,
@@ -403,3 +420,21 @@ class CuttableProxy:
 
 def utc(ms: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+
+
+@contextlib.asynccontextmanager
+async def ingress_behind_proxy(
+    settings: Settings, db_url: str
+) -> AsyncIterator[tuple[CuttableProxy, str, Settings]]:
+    """
+    A cuttable proxy to the test database, a fresh queue, and one-at-a-time ingress settings
+    for that queue that reach the database through the proxy.
+    """
+    proxy = CuttableProxy(db_url)
+    await proxy.start()
+    queue = unique_queue()
+    cfg = ingress_settings(settings, queue, database_url=proxy.url, ingress_concurrency=1)
+    try:
+        yield proxy, queue, cfg
+    finally:
+        await proxy.close()

@@ -8,10 +8,8 @@ for logs.
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import logging
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -26,13 +24,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2.credentials import Credentials
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 
 from broseph import enqueue, services
 from broseph.jobs.send_notification import NotificationData, SendNotification
 from broseph.providers.push_fcm import FcmPushSender
-from tests import factories
-from tests.conftest import wait_until
+from tests import factories, pg
+
+# The notification tests read records through this module (notify_support.record).
+from tests.records import record, wait_status  # noqa: F401
+from tests.standins import serving
 from tests.standins.fcm_server import FcmStandIn
 
 PROJECT_ID = "broseph-notify-test"
@@ -48,6 +48,9 @@ NOTIFY_TRIGGERS = (
 
 @pytest.fixture(scope="session")
 def fcm() -> Iterator[FcmStandIn]:
+    """
+    One FCM stand-in for the session: tests tell their pushes apart by device identifier.
+    """
     with FcmStandIn() as server:
         yield server
 
@@ -113,13 +116,12 @@ async def add_device(conn: Conn, user_id: uuid.UUID, kind: str = "fid") -> Devic
         if kind == "fid"
         else f"tok-{uuid.uuid4().hex}:APA91b{uuid.uuid4().hex}"
     )
-    cur = await conn.execute(
+    row = await pg.one(
+        conn,
         "INSERT INTO public.device_tokens (user_id, kind, identifier) VALUES (%s, %s, %s)"
         " RETURNING id",
         (user_id, kind, identifier),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return Device(row["id"], kind, identifier)
 
 
@@ -166,27 +168,6 @@ async def send(conn: Conn, payload: SendNotification, **options: Any) -> uuid.UU
     return await enqueue.enqueue(conn, payload, **options)
 
 
-async def record(conn: Conn, record_id: uuid.UUID) -> dict[str, Any]:
-    cur = await conn.execute(
-        "SELECT r.*, j.scheduled_at, j.status AS queue_status FROM broseph.job_records r"
-        " JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id WHERE r.id = %s",
-        (record_id,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return dict(row)
-
-
-async def wait_status(
-    conn: Conn, record_id: uuid.UUID, *statuses: str, within: float = 20.0
-) -> dict[str, Any]:
-    async def reached() -> bool:
-        return (await record(conn, record_id))["status"] in statuses
-
-    await wait_until(reached, within=within)
-    return await record(conn, record_id)
-
-
 async def notification_row(conn: Conn, record_id: uuid.UUID) -> dict[str, Any] | None:
     cur = await conn.execute(
         "SELECT * FROM public.notifications WHERE record_id = %s", (record_id,)
@@ -204,12 +185,7 @@ async def deliveries(conn: Conn, notification_id: uuid.UUID) -> dict[uuid.UUID, 
 
 
 async def sql_enqueue(conn: Conn, params: dict[str, Any]) -> uuid.UUID:
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('SendNotification', %s) AS id", (Jsonb(params),)
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row["id"]))
+    return await factories.enqueued(conn, "SendNotification", params)
 
 
 # --- secrets in logs ----------------------------------------------------------------------------
@@ -268,30 +244,18 @@ class TokenServer:
         token = self.access_token
         owner = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(serving.QuietHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.requests += 1
-                body = json.dumps(
-                    {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                body = {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+                self.reply_json(200, json.dumps(body).encode())
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server, _thread = serving.serve(Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        serving.stop(self._server)
 
 
 @dataclasses.dataclass(frozen=True)

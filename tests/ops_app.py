@@ -13,6 +13,7 @@ production catalogue: `install()` adds its registry row to a test database only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import Any, ClassVar
@@ -58,15 +59,7 @@ NAP = JobType(
     name="TestNap", payload=Nap, handle=nap, queue="test", max_attempts=5, backoff_base_seconds=0.2
 )
 # The same job, but jobs with the same tag never run at once (procrastinate lock).
-NAP_LOCKED = JobType(
-    name="TestNapLocked",
-    payload=Nap,
-    handle=nap,
-    queue="test",
-    max_attempts=5,
-    backoff_base_seconds=0.2,
-    lock_fields=("tag",),
-)
+NAP_LOCKED = dataclasses.replace(NAP, name="TestNapLocked", lock_fields=("tag",))
 
 
 async def block_loop(run: JobRun, payload: Nap) -> None:

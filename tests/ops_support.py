@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from psycopg.types.json import Jsonb
 from broseph import lifecycle, worker
 from broseph.ops.connector import connection_lost
 from broseph.settings import Settings
-from tests import ops_app
+from tests import ops_app, pg, processes
 
 ROOT = Path(__file__).resolve().parent.parent
 Conn = psycopg.AsyncConnection[DictRow]
@@ -80,13 +79,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        processes.stop(self.process, within=20)
         self.log_path.unlink(missing_ok=True)
 
 
@@ -103,14 +96,7 @@ def broseph(url: str | None, *args: str, **env: str) -> subprocess.CompletedProc
     environment.pop("DATABASE_URL", None)
     if url is not None:
         environment["DATABASE_URL"] = url
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "broseph"), *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return processes.broseph(args, environment, timeout=60, cwd=ROOT)
 
 
 async def run_until_idle(url: str) -> None:
@@ -218,13 +204,12 @@ async def outcome(conn: Conn, record_ids: list[uuid.UUID]) -> Outcome:
         (record_ids,),
     )
     statuses = {row["status"]: row["n"] for row in await cur.fetchall()}
-    cur = await conn.execute(
+    row = await pg.one(
+        conn,
         "SELECT count(DISTINCT record_id) AS done, count(*) - count(DISTINCT record_id) AS dup"
         " FROM ops_test.effects WHERE record_id = ANY(%s)",
         (record_ids,),
     )
-    row = await cur.fetchone()
-    assert row is not None
     return Outcome(
         jobs=len(record_ids),
         completed=statuses.get("completed", 0),

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -81,3 +82,31 @@ def create_database(
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- arranging and asserting: one statement, its rows ---------------------------------------------
+
+
+async def first(conn: psycopg.AsyncConnection[Any], query: Any, params: Any = None) -> Any:
+    """
+    The first row `query` returns on `conn` (its row factory's type), or None.
+    """
+    cur = await conn.execute(query, params)
+    return await cur.fetchone()
+
+
+async def one(conn: psycopg.AsyncConnection[Any], query: Any, params: Any = None) -> Any:
+    """
+    The first row of a statement that must return one (the test fails here when it does not).
+    """
+    row = await first(conn, query, params)
+    assert row is not None, f"no row from {query!r} with {params!r}"
+    return row
+
+
+async def every(conn: psycopg.AsyncConnection[Any], query: Any, params: Any = None) -> list[Any]:
+    """
+    Every row `query` returns on `conn`.
+    """
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 
-from tests import pg
+from tests import pg, processes
 
 PROFILES = ("plain", "supabase")
 CLIENT_ROLES = ("anon", "authenticated")
@@ -82,15 +81,7 @@ def broseph_cli(url: str, *args: str, timeout: float = 180) -> subprocess.Comple
     """
     The `broseph` console script of this environment, as an operator types it.
     """
-    env = {**os.environ, "DATABASE_URL": url}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "broseph"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return processes.broseph(args, {**os.environ, "DATABASE_URL": url}, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,9 @@ from typing import Any
 import openai
 import pytest
 
+from broseph.providers import ai
 from broseph.providers.ai import (
     MAX_COMPLETION_TOKENS,
-    AIError,
-    AIOutputError,
-    AIPermanentError,
-    AIRateLimitedError,
-    AITransientError,
     PromptContext,
     PromptDraft,
     PromptGenerator,
@@ -86,8 +82,8 @@ async def generator(standin: OpenAIStandIn) -> AsyncIterator[OpenAIPromptGenerat
 
 
 async def expect_error(
-    generator: OpenAIPromptGenerator, kind: type[AIError], ctx: PromptContext | None = None
-) -> AIError:
+    generator: OpenAIPromptGenerator, kind: type[ai.AIError], ctx: PromptContext | None = None
+) -> ai.AIError:
     with pytest.raises(kind) as info:
         await generator.generate(ctx or make_context())
     # Translated at the boundary: no openai or pydantic exception chained for logs to print.
@@ -198,10 +194,10 @@ async def test_rate_limit_is_raised_at_once_with_the_servers_wait(
         Reply.json_output(GOOD_OUTPUT),
     )
 
-    error = await expect_error(generator, AIRateLimitedError)
+    error = await expect_error(generator, ai.AIRateLimitedError)
 
     assert len(standin.requests) == 1 and standin.pending == 1
-    assert isinstance(error, AIRateLimitedError)
+    assert isinstance(error, ai.AIRateLimitedError)
     assert error.retry_after == pytest.approx(90.5)
     assert error.exhausted == frozenset({"requests"})
     assert "429" in error.reason
@@ -232,9 +228,9 @@ async def test_rate_limit_headers_are_read(
 ) -> None:
     standin.script(Reply.status(429, headers=headers))
 
-    error = await expect_error(generator, AIRateLimitedError)
+    error = await expect_error(generator, ai.AIRateLimitedError)
 
-    assert isinstance(error, AIRateLimitedError)
+    assert isinstance(error, ai.AIRateLimitedError)
     assert error.retry_after == (pytest.approx(wait) if wait is not None else None)
     assert error.exhausted == exhausted
 
@@ -257,11 +253,11 @@ async def test_server_error_that_persists_is_transient(standin: OpenAIStandIn) -
     standin.script(*[Reply.status(502, headers=FAST_RETRY)] * 3)
 
     async with contextlib.aclosing(make_generator(standin, max_retries=1)) as generator:
-        error = await expect_error(generator, AITransientError)
+        error = await expect_error(generator, ai.AITransientError)
 
     assert len(standin.requests) == 2
     assert "502" in error.reason
-    assert isinstance(error, AITransientError)
+    assert isinstance(error, ai.AITransientError)
     assert error.retry_after == pytest.approx(0.01)
 
 
@@ -271,10 +267,10 @@ async def test_long_retry_after_is_left_to_the_job(
     # A worker slot should not sleep for a minute; the job's durable retry can.
     standin.script(Reply.status(503, headers={"retry-after": "60"}))
 
-    error = await expect_error(generator, AITransientError)
+    error = await expect_error(generator, ai.AITransientError)
 
     assert len(standin.requests) == 1
-    assert isinstance(error, AITransientError)
+    assert isinstance(error, ai.AITransientError)
     assert error.retry_after == 60
 
 
@@ -285,7 +281,7 @@ async def test_timeout_is_transient(standin: OpenAIStandIn) -> None:
         make_generator(standin, timeout=0.2, max_retries=0)
     ) as generator:
         started = time.monotonic()
-        error = await expect_error(generator, AITransientError)
+        error = await expect_error(generator, ai.AITransientError)
 
     assert time.monotonic() - started < 1.5
     assert error.reason == "timed out"
@@ -296,7 +292,7 @@ async def test_dropped_connection_is_transient(standin: OpenAIStandIn) -> None:
     standin.script(Reply.disconnect())
 
     async with contextlib.aclosing(make_generator(standin, max_retries=0)) as generator:
-        error = await expect_error(generator, AITransientError)
+        error = await expect_error(generator, ai.AITransientError)
 
     assert error.reason == "connection failed"
 
@@ -309,7 +305,7 @@ async def test_unauthorized_is_permanent(
 ) -> None:
     standin.script(Reply.status(401))
 
-    error = await expect_error(generator, AIPermanentError)
+    error = await expect_error(generator, ai.AIPermanentError)
 
     assert "401" in error.reason
     assert len(standin.requests) == 1
@@ -321,7 +317,7 @@ async def test_insufficient_quota_is_permanent_and_not_retried(
     # Scripted twice: a retry would be answered with another 429 rather than the default success.
     standin.script(*[Reply.status(429, code="insufficient_quota", headers=FAST_RETRY)] * 2)
 
-    error = await expect_error(generator, AIPermanentError)
+    error = await expect_error(generator, ai.AIPermanentError)
 
     assert "insufficient_quota" in error.reason
     assert len(standin.requests) == 1
@@ -333,7 +329,7 @@ async def test_client_errors_are_permanent(
 ) -> None:
     standin.script(Reply.status(status, error={"param": "response_format"}))
 
-    error = await expect_error(generator, AIPermanentError)
+    error = await expect_error(generator, ai.AIPermanentError)
 
     assert str(status) in error.reason
     assert len(standin.requests) == 1
@@ -364,7 +360,7 @@ async def test_unusable_output_is_an_output_error(
 ) -> None:
     standin.script(reply)
 
-    error = await expect_error(generator, AIOutputError)
+    error = await expect_error(generator, ai.AIOutputError)
 
     assert reason in error.reason
     # Output problems are not retried here: the job decides (e.g. falls back to the bank).
@@ -391,7 +387,7 @@ async def test_repeat_of_a_recent_prompt_is_an_output_error(
         )
     )
 
-    error = await expect_error(generator, AIOutputError, make_context(recent_prompts=recent))
+    error = await expect_error(generator, ai.AIOutputError, make_context(recent_prompts=recent))
 
     assert "repeat" in error.reason
 

@@ -151,11 +151,8 @@ async def test_bulk_retry_of_fifty_failed_jobs(conn, db_url, page_for):
 
 async def test_a_quarantined_ingress_job_is_replayed(conn, db_url, page_for):
     group = uuid.uuid4()
-    qid = await support.quarantine(
-        conn,
-        {"name": "GeneratePrompt", "data": {"groupId": str(group)}, "timestamp": 1764489600000},
-        "database unavailable when it arrived",
-        "42",
+    qid = await support.quarantine_prompt(
+        conn, group, "database unavailable when it arrived", "42", 1764489600000
     )
     with support.served(db_url) as base:
         page = await page_for(base)
@@ -253,6 +250,11 @@ def _group(n: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"broseph-demo-group-{n}")
 
 
+def _group_days(groups: int, day: str) -> list[dict[str, Any]]:
+    # One job per group for `day` (prompts, engagement roll-ups).
+    return [{"group_id": str(_group(g)), "local_date": day} for g in range(groups)]
+
+
 def _user(n: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"broseph-demo-user-{n}")
 
@@ -283,11 +285,7 @@ async def _world(conn: Any) -> dict[str, Any]:
     fits = [w for w in candidates if datetime.timedelta(minutes=2) <= now - w <= WAVE_AGE_MAX]
     wave = fits[0] if fits else now - datetime.timedelta(hours=1)
     day = wave.date().isoformat()
-    prompts = await _enqueue(
-        conn,
-        "GeneratePrompt",
-        [{"group_id": str(_group(g)), "local_date": day} for g in range(120)],
-    )
+    prompts = await _enqueue(conn, "GeneratePrompt", _group_days(120, day))
     pushes = await _enqueue(
         conn,
         "SendNotification",
@@ -295,11 +293,7 @@ async def _world(conn: Any) -> dict[str, Any]:
           "data": {"group_id": str(_group(u % 120)), "prompt_id": str(_prompt(u % 120))}}
          for u in range(300)],
     )  # fmt: skip
-    engagement = await _enqueue(
-        conn,
-        "ProcessEngagement",
-        [{"group_id": str(_group(g)), "local_date": day} for g in range(52)],
-    )
+    engagement = await _enqueue(conn, "ProcessEngagement", _group_days(52, day))
     fanouts = await _enqueue(
         conn,
         "NotifyMembers",

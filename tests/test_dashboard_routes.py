@@ -284,12 +284,7 @@ async def test_bulk_retry_shows_the_count_then_retries(client_for, conn):
 
 async def test_quarantine_replay_and_a_replay_still_rejected(client_for, conn):
     group = uuid.uuid4()
-    good = await support.quarantine(
-        conn,
-        {"name": "GeneratePrompt", "data": {"groupId": str(group)}, "timestamp": 1},
-        "database unavailable at the time",
-        "7",
-    )
+    good = await support.quarantine_prompt(conn, group, "database unavailable at the time", "7", 1)
     bad = await support.quarantine(
         conn, {"name": "SendPush", "data": {}, "timestamp": 2}, "unknown job name", "8"
     )

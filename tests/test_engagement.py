@@ -12,8 +12,7 @@ import psycopg
 
 from broseph import services
 from broseph.jobs import process_engagement
-from tests import factories
-from tests.conftest import wait_until
+from tests import factories, pg, records
 
 UTC = datetime.UTC
 
@@ -33,19 +32,18 @@ async def _drop_trigger_jobs(conn) -> None:
     await conn.execute("DELETE FROM procrastinate_jobs WHERE status = 'todo'")
 
 
-async def _run_engagement(conn, gid, day: str, key: str) -> None:
-    cur = await conn.execute(
+async def _run_engagement(conn, gid, day: str, key: str) -> dict:
+    """
+    Enqueue the day's roll-up under idempotency key `key`, wait for it: the day's stats row.
+    """
+    row = await pg.one(
+        conn,
         "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
         " 'local_date', %s::text), %s) AS id",
         (gid, day, key),
     )
-    rid = (await cur.fetchone())["id"]
-
-    async def completed() -> bool:
-        cur = await conn.execute("SELECT status FROM broseph.job_records WHERE id = %s", (rid,))
-        return (await cur.fetchone())["status"] == "completed"
-
-    await wait_until(completed)
+    await records.wait_status(conn, row["id"], "completed", within=15)
+    return await pg.one(conn, SELECT_DAY, (gid, day))
 
 
 async def test_stats_match_hand_computed_fixture_on_a_dst_day_and_rerun_changes_nothing(
@@ -71,9 +69,7 @@ async def test_stats_match_hand_computed_fixture_on_a_dst_day_and_rerun_changes_
     # member; B and C answered the prompt: 2/4 = 0.5.
     await _drop_trigger_jobs(conn)
     await start_worker()
-    await _run_engagement(conn, gid, "2026-03-08", "first")
-    cur = await conn.execute(SELECT_DAY, (gid, "2026-03-08"))
-    first = await cur.fetchone()
+    first = await _run_engagement(conn, gid, "2026-03-08", "first")
     assert (
         first["message_count"],
         first["active_members"],
@@ -104,9 +100,7 @@ async def test_fall_back_day_has_25_hours(conn, start_worker):
     await factories.message(conn, gid, uid, at=_utc(2026, 10, 25, 23, 0))  # next day
     await _drop_trigger_jobs(conn)
     await start_worker()
-    await _run_engagement(conn, gid, "2026-10-25", "k")
-    cur = await conn.execute(SELECT_DAY, (gid, "2026-10-25"))
-    row = await cur.fetchone()
+    row = await _run_engagement(conn, gid, "2026-10-25", "k")
     assert row["message_count"] == 2 and row["prompt_response_rate"] is None
 
 
@@ -127,13 +121,13 @@ async def test_burst_of_100_messages_leaves_exactly_one_pending_job(db_url, conn
         "SELECT count(*) AS n FROM public.messages WHERE group_id = %s", (gid,)
     )
     assert (await cur.fetchone())["n"] == 100
-    cur = await conn.execute(
+    rows = await pg.every(
+        conn,
         "SELECT r.status, j.status AS queue_status, j.scheduled_at > now() AS delayed"
         " FROM broseph.job_records r JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id"
         " WHERE r.job_type = 'ProcessEngagement' AND r.group_id = %s",
         (gid,),
     )
-    rows = await cur.fetchall()
     assert rows == [{"status": "pending", "queue_status": "todo", "delayed": True}]
 
 

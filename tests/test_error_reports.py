@@ -6,7 +6,6 @@ the SDK sends.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,7 @@ from broseph import error_reports, jobs, lifecycle
 from broseph.jobs.base import JobPayload, JobRun, JobType, Periodic
 from broseph.problems import Problem
 from broseph.settings import Settings
-from tests import factories, testing_jobs
+from tests import factories, settings_support, testing_jobs
 from tests.conftest import wait_until
 from tests.secrets_support import command, env, error_lines, run
 from tests.standins.sentry_server import SentryStandIn
@@ -91,13 +90,8 @@ def sentry():
 def settings(db_url: str, sentry: SentryStandIn) -> Settings:
     # The shared fixture's settings, with reporting on and the prompt and reminder ticks every
     # second (PROMPT_CRON allows a seconds field as long as every hour is covered).
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
-        worker_concurrency=4,
-        poll_interval=0.5,
-        heartbeat_interval=1.0,
-        shutdown_timeout=5.0,
+    return settings_support.worker_settings(
+        db_url,
         sentry_dsn=sentry.dsn,
         sentry_environment="test",
         prompt_cron="* * * * * *",
@@ -107,11 +101,7 @@ def settings(db_url: str, sentry: SentryStandIn) -> Settings:
 
 async def _enqueue(conn, job_type: str, **params: Any) -> uuid.UUID:
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue(%s, %s::jsonb) AS id",
-        (job_type, json.dumps({"group_id": str(gid), **params})),
-    )
-    return (await cur.fetchone())["id"]
+    return await factories.enqueued(conn, job_type, {"group_id": str(gid), **params})
 
 
 async def _status(conn, rid: uuid.UUID) -> str:
@@ -271,14 +261,7 @@ def test_the_monitor_schedule_is_the_tick_cron() -> None:
 class TestOff:
     @pytest.fixture
     def settings(self, db_url: str) -> Settings:
-        return Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            database_url=db_url,
-            worker_concurrency=4,
-            poll_interval=0.5,
-            heartbeat_interval=1.0,
-            shutdown_timeout=5.0,
-        )
+        return settings_support.worker_settings(db_url)
 
     async def test_without_sentry_dsn_nothing_is_initialised_or_sent(
         self, app, conn, start_worker, sentry

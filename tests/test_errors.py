@@ -20,16 +20,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests import pgcluster
-from tests.secrets_support import (
-    PasswordCluster,
-    Process,
-    command,
-    env,
-    error_lines,
-    password_cluster,
-    run,
-)
+from tests import pgcluster, secrets_support
+from tests.secrets_support import PasswordCluster, Process, command, env, error_lines, run
 
 GROUP = "6f1c1c8e-2b7a-4f0e-9a51-0c3c2d1e4f5a"
 COMMANDS = {
@@ -59,7 +51,7 @@ class Mistake:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PasswordCluster]:
-    with password_cluster() as server:
+    with secrets_support.password_cluster() as server:
         yield server
 
 

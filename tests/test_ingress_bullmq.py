@@ -149,11 +149,7 @@ async def test_a_delayed_job_arrives_when_due_not_before(conn, settings):
 async def test_a_transient_ingest_failure_is_retried_by_bullmq_with_its_backoff(
     conn, settings, db_url
 ):
-    proxy = support.CuttableProxy(db_url)
-    await proxy.start()
-    queue = support.unique_queue()
-    cfg = support.ingress_settings(settings, queue, database_url=proxy.url, ingress_concurrency=1)
-    try:
+    async with support.ingress_behind_proxy(settings, db_url) as (proxy, queue, cfg):
         async with support.producer(queue) as q, support.running_ingress(cfg) as ingress:
             # A first job goes through: the ingress holds a live database connection.
             await q.add("ProcessEngagement", support.valid_data("ProcessEngagement"))
@@ -197,8 +193,6 @@ async def test_a_transient_ingest_failure_is_retried_by_bullmq_with_its_backoff(
                 return await (await q.getJob(job_id)).isCompleted()
 
             await wait_until(acked)
-    finally:
-        await proxy.close()
     records = await records_by_key(conn)
     assert len(records) == 2
     # Retried after the backoff, not at once (seen_failing is after the failure itself).
@@ -354,11 +348,7 @@ async def test_private_payload_values_never_reach_logs(conn, settings):
 async def test_a_database_outage_on_the_producers_last_attempt_delays_instead_of_failing(
     conn, settings, db_url
 ):
-    proxy = support.CuttableProxy(db_url)
-    await proxy.start()
-    queue = support.unique_queue()
-    cfg = support.ingress_settings(settings, queue, database_url=proxy.url, ingress_concurrency=1)
-    try:
+    async with support.ingress_behind_proxy(settings, db_url) as (proxy, queue, cfg):
         async with support.producer(queue) as q, support.running_ingress(cfg):
             await q.add("ProcessEngagement", support.valid_data("ProcessEngagement"))
 
@@ -387,8 +377,6 @@ async def test_a_database_outage_on_the_producers_last_attempt_delays_instead_of
                 return key in await records_by_key(conn)
 
             await wait_until(arrived, within=20)
-    finally:
-        await proxy.close()
 
 
 async def test_an_unexpected_error_is_retried_then_quarantined_never_lost(conn, settings, db_url):

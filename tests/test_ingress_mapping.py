@@ -27,15 +27,7 @@ LIMIT = 1024
 
 
 def delivery(name: str, data: Any, options: dict[str, Any] | None = None, job_id: str = "7"):
-    return mapping.Delivery(
-        source="bullmq",
-        queue="broseph-jobs",
-        job_id=job_id,
-        name=name,
-        data=data,
-        options=options or {},
-        timestamp_ms=TS,
-    )
+    return support.delivery(name, data, job_id=job_id, options=options or {}, timestamp_ms=TS)
 
 
 def plan(d: mapping.Delivery, routes: dict[str, mapping.Route] | None = None) -> mapping.Plan:

@@ -15,19 +15,14 @@ import pytest
 
 from broseph.ingress import batcher, mapping, quarantine, sink
 from tests import ingress_support as support
+from tests import pg
 
 ROUTES = mapping.DEFAULT_ROUTES
 
 
 def delivery(data: Any, *, job_id: str = "41", name: str = "ProcessEngagement", **options: Any):
-    return mapping.Delivery(
-        source="bullmq",
-        queue="broseph-jobs",
-        job_id=job_id,
-        name=name,
-        data=data,
-        options=options,
-        timestamp_ms=1_790_000_000_000,
+    return support.delivery(
+        name, data, job_id=job_id, options=options, timestamp_ms=1_790_000_000_000
     )
 
 
@@ -48,11 +43,11 @@ async def ingest(db_url: str, d: mapping.Delivery) -> sink.Outcome:
 
 
 async def counts(conn) -> tuple[int, int]:
-    cur = await conn.execute(
+    row = await pg.one(
+        conn,
         "SELECT (SELECT count(*) FROM broseph.job_records) AS records,"
-        " (SELECT count(*) FROM broseph.ingress_receipts) AS receipts"
+        " (SELECT count(*) FROM broseph.ingress_receipts) AS receipts",
     )
-    row = await cur.fetchone()
     return row["records"], row["receipts"]
 
 

@@ -8,7 +8,7 @@ import asyncio
 
 import structlog
 
-from tests import factories, testing_jobs
+from tests import factories, records, testing_jobs
 from tests.conftest import wait_until
 
 # A record that says completed/failed/cancelled while its queue row can still run (todo/doing),
@@ -23,23 +23,10 @@ SELECT count(*) AS n
 """
 
 
-async def _record(conn, rid):
-    cur = await conn.execute(
-        "SELECT status, attempts, last_error, next_attempt_at, finished_at, progress"
-        " FROM broseph.job_records WHERE id = %s",
-        (rid,),
-    )
-    return await cur.fetchone()
-
-
 async def test_failing_handler_retries_then_fails_and_never_disagrees(app, conn, start_worker):
     await testing_jobs.install(app, conn, testing_jobs.FAILING)
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('TestAlwaysFails', jsonb_build_object('group_id', %s::text)) AS id",
-        (gid,),
-    )
-    rid = (await cur.fetchone())["id"]
+    rid = await factories.enqueued(conn, "TestAlwaysFails", {"group_id": str(gid)})
     seen: list[str] = []
     disagreements = 0
 
@@ -48,7 +35,7 @@ async def test_failing_handler_retries_then_fails_and_never_disagrees(app, conn,
         # Sample both sides in ONE statement (one snapshot) as often as we can.
         cur = await conn.execute(DISAGREEMENTS)
         disagreements += (await cur.fetchone())["n"]
-        row = await _record(conn, rid)
+        row = await records.record(conn, rid)
         if not seen or seen[-1] != row["status"]:
             seen.append(row["status"])
         return row["status"] == "failed"
@@ -58,7 +45,7 @@ async def test_failing_handler_retries_then_fails_and_never_disagrees(app, conn,
         await start_worker(fetch_job_polling_interval=0.1)
         await wait_until(failed, within=20, interval=0.01)
 
-    row = await _record(conn, rid)
+    row = await records.record(conn, rid)
     assert row["attempts"] == 3
     assert row["last_error"] == "RuntimeError: boom on attempt 3"
     assert row["finished_at"] is not None and row["next_attempt_at"] is None
@@ -84,18 +71,10 @@ async def test_retrying_record_shows_reason_and_next_attempt(app, conn, start_wo
     )
     await testing_jobs.install(app, conn, failing)
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('TestAlwaysFails', jsonb_build_object('group_id', %s::text)) AS id",
-        (gid,),
-    )
-    rid = (await cur.fetchone())["id"]
+    rid = await factories.enqueued(conn, "TestAlwaysFails", {"group_id": str(gid)})
     await start_worker()
 
-    async def retrying() -> bool:
-        return (await _record(conn, rid))["status"] == "retrying"
-
-    await wait_until(retrying)
-    row = await _record(conn, rid)
+    row = await records.wait_status(conn, rid, "retrying", within=15)
     assert row["last_error"] == "RuntimeError: boom on attempt 1"
     assert row["attempts"] == 1
     cur = await conn.execute(
@@ -106,12 +85,9 @@ async def test_retrying_record_shows_reason_and_next_attempt(app, conn, start_wo
 
 async def test_deleted_record_fails_with_reason_and_worker_keeps_running(conn, start_worker):
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-        " 'local_date', '2026-01-01')) AS id",
-        (gid,),
+    doomed = await factories.enqueued(
+        conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-01-01"}
     )
-    doomed = (await cur.fetchone())["id"]
     cur = await conn.execute(
         "SELECT procrastinate_job_id AS j FROM broseph.job_records WHERE id = %s", (doomed,)
     )
@@ -130,17 +106,11 @@ async def test_deleted_record_fails_with_reason_and_worker_keeps_running(conn, s
 
         await wait_until(job_failed)
         # The worker is still alive and runs the next job.
-        cur = await conn.execute(
-            "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-            " 'local_date', '2026-01-02')) AS id",
-            (gid,),
+        survivor = await factories.enqueued(
+            conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-01-02"}
         )
-        survivor = (await cur.fetchone())["id"]
 
-        async def survivor_done() -> bool:
-            return (await _record(conn, survivor))["status"] == "completed"
-
-        await wait_until(survivor_done)
+        await records.wait_status(conn, survivor, "completed", within=15)
     cur = await conn.execute("SELECT attempts FROM procrastinate_jobs WHERE id = %s", (job_id,))
     assert (await cur.fetchone())["attempts"] == 1  # permanent: not retried
     failure = next(e for e in logs if e["event"] == "job_failed")
@@ -156,46 +126,32 @@ async def test_subject_missing_fails_permanently_with_reason(conn, start_worker)
     rid = (await cur.fetchone())["id"]
     await start_worker()
 
-    async def failed() -> bool:
-        return (await _record(conn, rid))["status"] == "failed"
-
-    await wait_until(failed)
-    row = await _record(conn, rid)
+    row = await records.wait_status(conn, rid, "failed", within=15)
     assert row["attempts"] == 1 and "not found" in row["last_error"]
 
 
 async def test_record_params_changed_to_invalid_fail_without_retry(conn, start_worker):
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-        " 'local_date', '2026-01-01')) AS id",
-        (gid,),
+    rid = await factories.enqueued(
+        conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-01-01"}
     )
-    rid = (await cur.fetchone())["id"]
     # The record is the source of truth: corrupt it behind the contract's back.
     await conn.execute(
         "UPDATE broseph.job_records SET params = params || '{\"extra\": 1}' WHERE id = %s", (rid,)
     )
     await start_worker()
 
-    async def failed() -> bool:
-        return (await _record(conn, rid))["status"] == "failed"
-
-    await wait_until(failed)
-    row = await _record(conn, rid)
+    row = await records.wait_status(conn, rid, "failed", within=15)
     assert row["attempts"] == 1 and row["last_error"].startswith("PermanentJobError: invalid")
     assert "extra" in row["last_error"]
 
 
 async def test_deleting_a_pending_queue_row_cancels_its_record(conn):
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-        " 'local_date', '2026-01-01')) AS id",
-        (gid,),
+    rid = await factories.enqueued(
+        conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-01-01"}
     )
-    rid = (await cur.fetchone())["id"]
     await conn.execute("DELETE FROM procrastinate_jobs")
-    row = await _record(conn, rid)
+    row = await records.record(conn, rid)
     assert row["status"] == "cancelled" and "deleted" in row["last_error"]
     await asyncio.sleep(0)

@@ -8,24 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests import records
 from tests.ops_support import broseph, enqueue_naps, outcome, wait_for
 
 pytest_plugins = ("tests.ops_fixtures",)  # cluster, ops_url, ops_conn, workers
 
 
-async def _record(conn, rid):
-    cur = await conn.execute(
-        "SELECT r.status, r.last_error, r.progress, r.procrastinate_job_id AS job_id,"
-        " j.status AS queue_status FROM broseph.job_records r"
-        " JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id WHERE r.id = %s",
-        (rid,),
-    )
-    return await cur.fetchone()
-
-
 async def _until(conn, rid, status: str, within: float = 15) -> dict:
     deadline = time.monotonic() + within
-    while (row := await _record(conn, rid))["status"] != status:
+    while (row := await records.record(conn, rid))["status"] != status:
         assert time.monotonic() < deadline, f"still {row['status']}, wanted {status}"
         await asyncio.sleep(0.02)
     return row
@@ -33,7 +24,7 @@ async def _until(conn, rid, status: str, within: float = 15) -> dict:
 
 async def test_cancel_pending_job_it_never_runs(ops_url, ops_conn, workers):
     [by_record, by_queue_id] = await enqueue_naps(ops_conn, 2, millis=0)
-    queue_id = (await _record(ops_conn, by_queue_id))["job_id"]
+    queue_id = (await records.record(ops_conn, by_queue_id))["job_id"]
 
     done = broseph(ops_url, "jobs", "cancel", str(by_record))
     assert done.returncode == 0, done.stderr
@@ -41,7 +32,7 @@ async def test_cancel_pending_job_it_never_runs(ops_url, ops_conn, workers):
     done = broseph(ops_url, "jobs", "cancel", str(queue_id))  # the queue row id works too
     assert done.returncode == 0, done.stderr
     for rid in (by_record, by_queue_id):
-        row = await _record(ops_conn, rid)
+        row = await records.record(ops_conn, rid)
         assert (row["status"], row["queue_status"]) == ("cancelled", "cancelled")
 
     # A worker runs what comes after, never the cancelled ones.
@@ -64,7 +55,7 @@ async def test_cancel_running_job_stops_between_steps_and_ends_cancelled(
     [rid] = await enqueue_naps(ops_conn, 1, millis=20000, steps=200)
     await _until(ops_conn, rid, "processing")
     deadline = time.monotonic() + 15
-    while not (await _record(ops_conn, rid))["progress"]:  # between steps: one reported
+    while not (await records.record(ops_conn, rid))["progress"]:  # between steps: one reported
         assert time.monotonic() < deadline, "no step reported"
         await asyncio.sleep(0.02)
 
@@ -80,7 +71,7 @@ async def test_cancel_running_job_stops_between_steps_and_ends_cancelled(
     # The worker is fine and runs the next job; the cancelled one stays cancelled.
     later = await enqueue_naps(ops_conn, 1, millis=0)
     assert (await wait_for(ops_conn, later, within=15)).completed == 1
-    assert (await _record(ops_conn, rid))["status"] == "cancelled"
+    assert (await records.record(ops_conn, rid))["status"] == "cancelled"
     assert worker.process.poll() is None
 
     completed = broseph(ops_url, "jobs", "cancel", str(later[0]))

@@ -13,19 +13,10 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from broseph.ops import rescue
+from tests import records
 from tests.ops_support import db_now, enqueue_naps, outcome, report, wait_for
 
 pytest_plugins = ("tests.ops_fixtures",)  # cluster, ops_url, ops_conn, workers
-
-
-async def _record(conn, rid):
-    cur = await conn.execute(
-        "SELECT r.status, r.attempts, r.last_error, j.status AS queue_status, j.worker_id"
-        " FROM broseph.job_records r JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id"
-        " WHERE r.id = %s",
-        (rid,),
-    )
-    return await cur.fetchone()
 
 
 async def _lost_worker(conn) -> int:
@@ -76,24 +67,24 @@ async def test_rescue_retries_fails_or_cancels_by_budget_and_releases_the_lock(o
 
     assert sorted(r.action for r in done) == ["cancelled", "failed", "retried"]
     assert {r.worker_id for r in done} == {lost}
-    row = await _record(conn, retried)
+    row = await records.record(conn, retried)
     assert (row["status"], row["queue_status"], row["attempts"]) == ("retrying", "todo", 1)
     assert row["last_error"].startswith(f"worker lost (worker {lost}, last heartbeat 00:01:")
-    row = await _record(conn, exhausted)
+    row = await records.record(conn, exhausted)
     assert (row["status"], row["queue_status"]) == ("failed", "failed")
     assert row["last_error"].startswith("worker lost")
-    assert (await _record(conn, aborting))["status"] == "cancelled"
-    row = await _record(conn, running)
+    assert (await records.record(conn, aborting))["status"] == "cancelled"
+    row = await records.record(conn, running)
     assert (row["status"], row["worker_id"]) == ("processing", alive)  # live worker: untouched
     cur = await conn.execute("SELECT id FROM procrastinate_workers ORDER BY id")
     assert [r["id"] for r in await cur.fetchall()] == [alive]  # the lost worker is gone
 
     # The lock is free again: the retried job runs first, then the one behind it.
     first = await _fetch_as(conn, alive)
-    assert (await _record(conn, retried))["queue_status"] == "doing"
+    assert (await records.record(conn, retried))["queue_status"] == "doing"
     await conn.execute("SELECT procrastinate_finish_job_v1(%s, 'succeeded', false)", (first,))
     await _fetch_as(conn, alive)
-    assert (await _record(conn, behind))["status"] == "processing"
+    assert (await records.record(conn, behind))["status"] == "processing"
     assert running_job != first
 
 
@@ -104,7 +95,7 @@ async def test_rescue_leaves_fresh_heartbeats_alone(ops_url, ops_conn):
     await _fetch_as(ops_conn, alive)
     async with AsyncConnectionPool(ops_url, min_size=1, max_size=2, open=False) as pool:
         assert await rescue.rescue_lost_jobs(pool, lost_after_seconds=30) == []
-    assert (await _record(ops_conn, rid))["status"] == "processing"
+    assert (await records.record(ops_conn, rid))["status"] == "processing"
 
 
 @pytest.mark.slow

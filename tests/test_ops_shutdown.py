@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests import records
 from tests.ops_support import db_now, enqueue_naps, outcome, report, wait_for
 
 pytest_plugins = ("tests.ops_fixtures",)  # cluster, ops_url, ops_conn, workers
@@ -75,13 +76,7 @@ async def test_sigterm_past_timeout_requeues_10_in_flight_jobs_at_once(ops_conn,
     worker.signal(signal.SIGTERM)
     assert await asyncio.to_thread(worker.wait, 20) == 0
 
-    cur = await ops_conn.execute(
-        "SELECT r.status, r.last_error, r.next_attempt_at, j.status AS queue_status, j.attempts"
-        " FROM broseph.job_records r JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id"
-        " WHERE r.id = ANY(%s)",
-        (ids,),
-    )
-    rows = await cur.fetchall()
+    rows = [await records.record(ops_conn, rid) for rid in ids]
     assert {(r["status"], r["queue_status"]) for r in rows} == {("retrying", "todo")}
     assert {r["last_error"] for r in rows} == {
         "JobAborted: worker shut down before the job finished"

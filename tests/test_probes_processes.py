@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from broseph.ingress import probes as ingress_probes
 from broseph.ops import probes
-from tests import ingress_support
+from tests import ingress_support, processes
 from tests.conftest import venv_bin
 from tests.ingress_support import IngressProcess, private_redis, producer, unique_queue, valid_data
 from tests.pgcluster import free_port
@@ -71,29 +70,17 @@ class Dashboard:
             )
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc, within=10)
 
 
 @pytest.fixture
 def dashboards(tmp_path: Path) -> Iterator[list[Dashboard]]:
-    started: list[Dashboard] = []
-    yield started
-    for dashboard in started:
-        dashboard.close()
+    yield from processes.each_closed(Dashboard.close)
 
 
 @pytest.fixture
 def ingresses() -> Iterator[list[IngressProcess]]:
-    started: list[IngressProcess] = []
-    yield started
-    for ingress in started:
-        ingress.close()
+    yield from processes.each_closed(IngressProcess.close)
 
 
 async def test_a_database_outage_fails_readiness_never_liveness_and_all_recover(

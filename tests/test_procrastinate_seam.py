@@ -50,12 +50,19 @@ def test_the_installed_procrastinate_passes_every_check() -> None:
 # --- a changed procrastinate is refused, naming the change ---------------------------------------
 
 
-def _schema_with(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
-    text = schema.SchemaManager.get_schema()
-    assert old in text
-    monkeypatch.setattr(
-        schema.SchemaManager, "get_schema", staticmethod(lambda: text.replace(old, new))
-    )
+def _schema_with(old: str, new: str) -> Callable[[pytest.MonkeyPatch, Path], None]:
+    """
+    A change: procrastinate's schema file with `old` (which it must hold) replaced by `new`.
+    """
+
+    def simulate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        text = schema.SchemaManager.get_schema()
+        assert old in text
+        monkeypatch.setattr(
+            schema.SchemaManager, "get_schema", staticmethod(lambda: text.replace(old, new))
+        )
+
+    return simulate
 
 
 def _private_method_gone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,34 +106,6 @@ def _from_row_reads_another_column(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setattr(jobs.Job, "from_row", classmethod(from_row))
 
 
-def _function_signature_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _schema_with(monkeypatch, "    new_lock character varying\n", "    new_lock text\n")
-
-
-def _error_text_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _schema_with(
-        monkeypatch,
-        '\'Job was not found or not in "doing" or',
-        '\'No such job, or not in "doing" or',
-    )
-
-
-def _column_dropped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _schema_with(
-        monkeypatch,
-        "    worker_id bigint REFERENCES procrastinate_workers(id) ON DELETE SET NULL,\n",
-        "",
-    )
-
-
-def _notify_channel_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _schema_with(
-        monkeypatch,
-        "SELECT json_build_object('type', 'job_inserted',",
-        "SELECT json_build_object('kind', 'job_inserted',",
-    )
-
-
 def _new_upgrade_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SchemaManager.get_migrations_path(), folder)
@@ -163,17 +142,30 @@ CHANGES: dict[str, tuple[Callable[[pytest.MonkeyPatch, Path], None], str]] = {
         "Job.from_row no longer accepts the fetched row (KeyError: 'priority_bucket')",
     ),
     "SQL function signature": (
-        _function_signature_changed,
+        _schema_with("    new_lock character varying\n", "    new_lock text\n"),
         "SQL function procrastinate_retry_job_v2(bigint, timestamp with time zone, integer,"
         " character varying, character varying) is now procrastinate_retry_job_v2(bigint,"
         " timestamp with time zone, integer, character varying, text)",
     ),
     "error text": (
-        _error_text_changed,
+        _schema_with(
+            '\'Job was not found or not in "doing" or', '\'No such job, or not in "doing" or'
+        ),
         "procrastinate_finish_job_v1 no longer raises 'Job was not found or …'",
     ),
-    "column": (_column_dropped, "table procrastinate_jobs lacks worker_id"),
-    "NOTIFY": (_notify_channel_changed, "its job_inserted NOTIFY (channels or payload) changed"),
+    "column": (
+        _schema_with(
+            "    worker_id bigint REFERENCES procrastinate_workers(id) ON DELETE SET NULL,\n", ""
+        ),
+        "table procrastinate_jobs lacks worker_id",
+    ),
+    "NOTIFY": (
+        _schema_with(
+            "SELECT json_build_object('type', 'job_inserted',",
+            "SELECT json_build_object('kind', 'job_inserted',",
+        ),
+        "its job_inserted NOTIFY (channels or payload) changed",
+    ),
     "periodic registry": (
         _periodic_registry_renamed,
         "its periodic task registry changed (AttributeError: 'PeriodicRegistry' object has no"
@@ -243,14 +235,9 @@ def test_broseph_worker_refuses_a_changed_procrastinate_in_one_line(db_url: str)
 
 async def _engagement(conn: psycopg.AsyncConnection[Any]) -> uuid.UUID:
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-        " 'local_date', '2026-03-01')) AS id",
-        (gid,),
+    return await factories.enqueued(
+        conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-03-01"}
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return uuid.UUID(str(row["id"]))
 
 
 async def test_the_fetch_returns_the_job_with_its_record(app: procrastinate.App, conn: Any) -> None:

@@ -22,8 +22,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from broseph import migrate, procrastinate_schema, services, worker
-from broseph.settings import Settings
-from tests import factories, pg, testing_jobs
+from tests import factories, pg, settings_support, testing_jobs
 from tests.conftest import wait_until
 from tests.profiles import PROFILES, broseph_cli, prepare_supabase
 
@@ -116,14 +115,7 @@ async def _run_jobs(url: str) -> None:
     A worker on the database runs an engagement job, and a job that fails twice, retried through
     procrastinate_retry_job_v2 (03.04.00), then fails for good.
     """
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        worker_concurrency=4,
-        poll_interval=0.5,
-        heartbeat_interval=1.0,
-        shutdown_timeout=5.0,
-    )
+    settings = settings_support.worker_settings(url)
     app = worker.create_app(settings, periodic=False)
     async with (
         app.open_async(),

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests import readme_support
+from tests import factories, readme_support
 from tests.readme_support import Statement
 
 
@@ -40,19 +40,7 @@ SAMPLES: dict[str, Callable[[World], str]] = {
 
 
 def _seed(conn: psycopg.Connection[Any]) -> World:
-    group = conn.execute(
-        "INSERT INTO public.groups (name, time_zone, active) VALUES ('README', 'UTC', true)"
-        " RETURNING id"
-    ).fetchone()
-    member = conn.execute(
-        "INSERT INTO public.profiles (display_name, time_zone) VALUES ('Ana', 'UTC') RETURNING id"
-    ).fetchone()
-    assert group and member
-    conn.execute(
-        "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
-        (group[0], member[0]),
-    )
-    return World(group[0], member[0])
+    return World(*factories.group_with_member(conn, "README", "Ana"))
 
 
 def _values(statement: Statement, world: World, where: str) -> list[str]:

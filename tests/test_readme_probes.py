@@ -12,7 +12,6 @@ import configparser
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from tests import readme_support
 from tests.conftest import venv_bin
 from tests.pgcluster import free_port
 from tests.probe_support import aget, notify_socket, until_answer
+from tests.processes import each_closed
+from tests.processes import stop as stop_process
 
 README_PORT = "9464"
 
@@ -46,21 +47,12 @@ class Process:
             )
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
+        return stop_process(self.proc, within=30)
 
 
 @pytest.fixture
 def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.stop()
+    yield from each_closed(Process.stop)
 
 
 def _start(processes: list[Process], args: list[str], env: dict[str, str], log: Path) -> Process:

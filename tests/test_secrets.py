@@ -21,6 +21,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tests import records
 from tests.conftest import wait_until
 from tests.notify_support import (  # noqa: F401  (fixtures)
     ServiceAccount,
@@ -94,6 +95,22 @@ def assert_clean(output: str, secrets: dict[str, str]) -> None:
     assert "─ locals ─" not in output and "Settings(" not in output
 
 
+@pytest.fixture(params=FORMATS)
+def log_format(request: pytest.FixtureRequest) -> str:
+    """
+    A test that takes it runs once per LOG_FORMAT.
+    """
+    return str(request.param)
+
+
+@pytest.fixture(params=sorted(WORKERS))
+def started_by(request: pytest.FixtureRequest) -> str:
+    """
+    A test that takes it runs once per way of starting a worker (a key of WORKERS).
+    """
+    return str(request.param)
+
+
 def worker_env(cluster: PasswordCluster, dbname: str, log_format: str, **extra: str) -> dict:
     values = {
         "DATABASE_URL": cluster.as_uri(dbname),
@@ -106,8 +123,6 @@ def worker_env(cluster: PasswordCluster, dbname: str, log_format: str, **extra: 
     return env(**(values | extra))
 
 
-@pytest.mark.parametrize("log_format", FORMATS)
-@pytest.mark.parametrize("started_by", sorted(WORKERS))
 async def test_a_push_job_failing_with_a_traceback_leaks_no_secret(
     cluster: PasswordCluster,
     database: str,
@@ -156,7 +171,6 @@ async def test_a_push_job_failing_with_a_traceback_leaks_no_secret(
     assert_clean(output, secrets)
 
 
-@pytest.mark.parametrize("log_format", FORMATS)
 async def test_an_exception_holding_the_database_url_is_scrubbed(
     cluster: PasswordCluster, database: str, log_format: str
 ) -> None:
@@ -192,10 +206,7 @@ async def test_an_exception_holding_the_database_url_is_scrubbed(
             output = worker.output()
         finally:
             worker.close()
-        cur = await conn.execute(
-            "SELECT last_error FROM broseph.job_records WHERE id = %s", (row["id"],)
-        )
-        record = await cur.fetchone()
+        record = await records.record(conn, row["id"])
     assert record is not None
     assert record["last_error"] == (
         f"RuntimeError: could not use postgresql://broseph_app:[redacted]@127.0.0.1:"
@@ -205,8 +216,6 @@ async def test_an_exception_holding_the_database_url_is_scrubbed(
     assert_clean(output, {"database password": cluster.password})
 
 
-@pytest.mark.parametrize("log_format", FORMATS)
-@pytest.mark.parametrize("started_by", sorted(WORKERS))
 async def test_failed_start_ups_leak_no_secret(
     cluster: PasswordCluster,
     service_account: ServiceAccount,
@@ -301,10 +310,7 @@ async def test_a_worker_logging_a_megabyte_value_still_stops_on_sigterm(
             output = worker.output()
         finally:
             worker.close()
-        cur = await conn.execute(
-            "SELECT status FROM broseph.job_records WHERE id = %s", (row["id"],)
-        )
-        record = await cur.fetchone()
+        record = await records.record(conn, row["id"])
     assert code == 0, "the worker did not stop within 60 s of SIGTERM"
     assert record is not None and record["status"] == "completed"
     assert "loud_value" in output

@@ -414,12 +414,9 @@ async def test_old_calls_and_a_valid_context_are_accepted(conn):
 async def test_a_malformed_stored_context_is_ignored_and_the_job_runs(exporter, conn, start_worker):
     # Written past enqueue's check (by hand, or before 0024): the worker's parse ignores it.
     gid = await factories.group(conn)
-    cur = await conn.execute(
-        "SELECT broseph.enqueue('ProcessEngagement', jsonb_build_object('group_id', %s::text,"
-        " 'local_date', '2026-03-01')) AS id",
-        (gid,),
+    rid = await factories.enqueued(
+        conn, "ProcessEngagement", {"group_id": str(gid), "local_date": "2026-03-01"}
     )
-    rid = (await cur.fetchone())["id"]
     await conn.execute(
         "UPDATE broseph.job_records SET traceparent = 'zz-not-a-context', tracestate = 'x'"
         " WHERE id = %s",

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from broseph import migrate
-from tests import pg, readme_support, security_support
+from tests import factories, pg, readme_support, security_support
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "clients" / "typescript"
@@ -183,22 +183,9 @@ def test_generated_schemas_and_types_match_the_payload_models(
 # (repository supabase/postgres, migrations/db/init-scripts/00000000000000-initial-schema.sql:
 # `alter default privileges in schema public grant all on functions to … anon, authenticated`);
 # a database prepared that way before migrating shows whether the migration's REVOKEs hold.
+# The client roles are the cluster's: migrating the session's template (profile_db asks for
+# template_db first) created them, as migrations/0001_supabase_compat.sql does.
 _SUPABASE_DEFAULTS = """
-DO $$
-DECLARE
-    role_name text;
-BEGIN
-    FOREACH role_name IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
-            BEGIN
-                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;
-            END;
-        END IF;
-    END LOOP;
-END;
-$$;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public
     GRANT ALL ON TABLES TO anon, authenticated, service_role;
@@ -411,25 +398,14 @@ def test_readme_typescript_examples_compile_and_run(
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        group = conn.execute(
-            "INSERT INTO public.groups (name, time_zone) VALUES ('TS', 'UTC') RETURNING id::text"
-        ).fetchone()
-        member = conn.execute(
-            "INSERT INTO public.profiles (display_name, time_zone) VALUES ('Ben', 'UTC')"
-            " RETURNING id::text"
-        ).fetchone()
-        assert group and member
-        conn.execute(
-            "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
-            (group[0], member[0]),
-        )
+        group_id, member_id = map(str, factories.group_with_member(conn, "TS", "Ben"))
         run = subprocess.run(
             ["node", str(scratch_dir / "build" / scratch_dir.name / "driver.js")],
             cwd=CLIENT,
             env={
                 **os.environ,
                 "DATABASE_URL": node_url(db_url),
-                "README_WORLD": json.dumps([group[0], member[0]]),
+                "README_WORLD": json.dumps([group_id, member_id]),
             },
             capture_output=True,
             text=True,
@@ -456,7 +432,7 @@ def test_readme_typescript_examples_compile_and_run(
             "SELECT count(*) FROM public.messages WHERE body = 'hello from the README'"
         ).fetchone()
         assert messages == (1,)
-        _check_job_status_examples(conn, results, group[0])
+        _check_job_status_examples(conn, results, group_id)
 
 
 def _check_job_status_examples(conn: psycopg.Connection[Any], results: Any, group: str) -> None:

@@ -18,9 +18,10 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Any, Self
+
+from tests.standins.serving import QuietHandler, Served
 
 __all__ = ["DEFAULT_OUTPUT", "OpenAIStandIn", "RecordedRequest", "Reply"]
 
@@ -167,7 +168,7 @@ class RecordedRequest:
         return []
 
 
-class OpenAIStandIn:
+class OpenAIStandIn(Served):
     """
     The server: start it with `with OpenAIStandIn() as server:` or `start()` / `close()`.
     """
@@ -190,7 +191,7 @@ class OpenAIStandIn:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> OpenAIStandIn:
+    def start(self) -> Self:
         """
         Bind 127.0.0.1 on a free port and serve from a background thread.
         """
@@ -228,17 +229,6 @@ class OpenAIStandIn:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
-
-    def __enter__(self) -> OpenAIStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def base_url(self) -> str:
@@ -334,7 +324,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     # HTTP/1.1 so the SDK keeps its connection alive, as it does with the real API.
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -349,10 +339,6 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         self.server.standin._track(self.connection, open_=False)
         super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Quiet: pytest output should show test failures, not an access log.
-        pass
 
     def do_POST(self) -> None:
         standin = self.server.standin

@@ -13,12 +13,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Any, Self
+
+from tests.standins.serving import QuietHandler, Served, serve, stop
 
 __all__ = ["Item", "SentryStandIn"]
 
@@ -57,7 +57,7 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[Item]]:
     return json.loads(header_line), items
 
 
-class SentryStandIn:
+class SentryStandIn(Served):
     def __init__(self) -> None:
         self.items: list[Item] = []
         self.bodies: list[str] = []
@@ -107,10 +107,10 @@ class SentryStandIn:
             self.items.extend(items)
         return 200
 
-    def __enter__(self) -> SentryStandIn:
+    def start(self) -> Self:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -119,29 +119,11 @@ class SentryStandIn:
                 except Exception as exc:  # a malformed envelope: the test must see it
                     standin.errors.append(f"{type(exc).__name__}: {exc}")
                     status = 400
-                reply = b"{}" if status == 200 else b'{"detail":"rejected"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                self.reply_json(status, b"{}" if status == 200 else b'{"detail":"rejected"}')
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server, self._thread = serve(Handler)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        stop(self._server, self._thread)
