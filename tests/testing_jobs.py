@@ -35,10 +35,6 @@ class Reports(Probe):
     job_type: ClassVar[str] = "TestReports"
 
 
-async def _reports(run: JobRun, payload: Probe) -> None:
-    await run.progress(50, "half way")
-
-
 FAILING = JobType(
     name="TestAlwaysFails",
     payload=Probe,
@@ -48,17 +44,17 @@ FAILING = JobType(
     backoff_base_seconds=0.2,
 )
 SLEEPING = JobType(name="TestSleeps", payload=Probe, handle=_sleeps, queue="test")
-# Succeeds after one progress report: the happy path of a job, as the processing bench runs it.
-REPORTING = JobType(name="TestReports", payload=Reports, handle=_reports, queue="test")
 
 
-async def _reports(run: JobRun, payload: Probe) -> None:
+# Succeeds after progress reports and a result: the happy path of a job, as the processing bench
+# runs it.
+async def _reports(run: JobRun, payload: Reports) -> None:
     await run.progress(50, "half way")
     await run.progress(90, "almost")  # inside the reporter's interval: left for the last write
     run.result["attempt"] = run.attempt
 
 
-REPORTING = JobType(name="TestReports", payload=Probe, handle=_reports, queue="test")
+REPORTING = JobType(name="TestReports", payload=Reports, handle=_reports, queue="test")
 
 
 async def install(
