@@ -9,11 +9,12 @@ comes within PROMPT_LEAD_MINUTES — their run_at spread over the lead, so the A
 one storm — and, at the hour, for every group that still has neither prompt nor job; and by
 anything else that wants a group's prompt now.
 
-Ready before the hour, published at it (migrations/0038): a prompt stored before its group's
-local prompt hour waits unpublished (published_at NULL, invisible to clients); the
-`prompt_publish` tick publishes every due prompt in ONE statement (broseph.publish_due_prompts),
-and publishing is what notifies members. A prompt stored at or after the hour (the AI was late,
-the group is new, no lead) is published as it is stored.
+Ready before the hour, published at it (migrations/0038): a prompt the schedule asked for ahead,
+stored before its group's local prompt hour, waits unpublished (published_at NULL, invisible to
+clients); the `prompt_publish` tick publishes every due prompt in ONE statement
+(broseph.publish_due_prompts), and publishing is what notifies members. A prompt stored at or after the hour (the AI was late,
+the group is new, no lead), or asked for by anything but the schedule ("generate now"), is
+published as it is stored.
 
 The AI policy, in one place (`_generate`):
   no API key                  → the offline bank (the default, not a fallback: no warning)
@@ -22,10 +23,10 @@ The AI policy, in one place (`_generate`):
   429 rate limit (not quota)  → the shared budget is shut for the server's wait (Retry-After,
                                 x-ratelimit-reset-*) and the job snoozed for it: a rate limit is
                                 ours to wait out, never a reason for the bank
-  transient (5xx, timeout, connection), ahead of the hour
+  transient (5xx, timeout, connection), asked for ahead by the schedule, before the hour
                               → snoozed until the hour: no attempt spent, never the bank before
                                 the AI has had its chance at the hour
-  transient (5xx, timeout, connection), at or after the hour
+  transient (5xx, timeout, connection), otherwise
                               → raise: the job retries with backoff; on its LAST attempt, the bank
   permanent (401, 403, 400, insufficient_quota)
                               → the bank at once
@@ -87,8 +88,10 @@ class _Group:
     active: bool
     local_date: datetime.date
     member_count: int
-    due: bool  # the group's local prompt hour of local_date has come: store published
-    until_due: float  # seconds until then (0 when due)
+    # Asked for by the schedule ahead of the group's local prompt hour (not yet reached): the
+    # prompt is stored waiting for it; anything else is published as it is stored.
+    ahead: bool
+    until_due: float  # seconds until that hour (0 when reached)
 
 
 # --- the handler --------------------------------------------------------------------------------
@@ -115,7 +118,7 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
     await run.progress(30, "context loaded")
     draft, source = await _generate(run, payload.group_id, ctx, group)
     await run.progress(70, "generated")
-    prompt_id = await _store(run, payload.group_id, local_date, draft, source)
+    prompt_id = await _store(run, payload.group_id, group, draft, source)
     await run.progress(90, "stored" if prompt_id else "already stored")
     run.result.update(stored=prompt_id is not None, source=source, category=draft.category)
     if prompt_id is not None:
@@ -182,7 +185,7 @@ async def _generate(
     except AIRateLimitedError as err:
         await _rate_limited(run, err)
     except AITransientError as err:
-        if not group.due:
+        if group.ahead:
             # Ahead of the hour there is time: the AI gets its chance again at the hour (the
             # retries and the bank's last word come then), and no attempt is spent meanwhile.
             raise Snooze(
@@ -276,7 +279,7 @@ def _offline(run: JobRun, group_id: uuid.UUID, ctx: PromptContext) -> PromptDraf
 
 
 async def _store(
-    run: JobRun, group_id: uuid.UUID, local_date: datetime.date, draft: PromptDraft, source: str
+    run: JobRun, group_id: uuid.UUID, group: _Group, draft: PromptDraft, source: str
 ) -> uuid.UUID | None:
     async with db.statements(run.pool) as conn:
         row = await sql.row(
@@ -284,13 +287,14 @@ async def _store(
             "store_prompt",
             {
                 "group_id": group_id,
-                "local_date": local_date,
+                "local_date": group.local_date,
                 "text": draft.text,
                 "category": draft.category,
                 "follow_up": draft.follow_up,
                 "source": source,
                 "now": run.services.clock(),
                 "hour": run.services.settings.prompt_hour,
+                "ahead": group.ahead,
             },
         )
     return uuid.UUID(str(row["id"])) if row else None

@@ -1,11 +1,13 @@
 -- name: prompt_group
 -- The group a GeneratePrompt job names, with the local date its prompt is for (NULL row when the
 -- group was deleted). The date is the payload's; without one it is the group's local date at the
--- moment the job was ENQUEUED (the record's created_at), which no retry can move. `due`: at
--- %(now)s the group's local time has reached (that date, %(hour)s:00) — the prompt is published
--- as it is stored (migrations/0038's rule); `until_due`: seconds until then (0 when due).
+-- moment the job was ENQUEUED (the record's created_at), which no retry can move. `ahead`: the
+-- schedule asked for it (source 'schedule') and at %(now)s the group's local time has not reached
+-- (that date, %(hour)s:00) — its prompt is stored waiting for the hour (migrations/0038); any
+-- other ask ("generate now", by hand or over the API) is published as it is stored, as before.
+-- `until_due`: seconds until that hour (0 when reached).
 WITH g AS (
-    SELECT g.name, g.active, g.id,
+    SELECT g.name, g.active, g.id, r.source,
            broseph.usable_time_zone(g.time_zone) AS time_zone,
            coalesce(%(local_date)s::date,
                     (coalesce(r.created_at, now())
@@ -18,7 +20,9 @@ WITH g AS (
 )
 SELECT l.name, l.active, l.local_date,
        (SELECT count(*) FROM public.group_members m WHERE m.group_id = l.id)::int AS member_count,
-       (l.local_now::date, l.local_now::time) >= (l.local_date, make_time(%(hour)s, 0, 0)) AS due,
+       l.source IS NOT DISTINCT FROM 'schedule'
+           AND (l.local_now::date, l.local_now::time) < (l.local_date, make_time(%(hour)s, 0, 0))
+           AS ahead,
        greatest(extract(epoch FROM (l.local_date + make_time(%(hour)s, 0, 0))
                                        AT TIME ZONE l.time_zone - %(now)s::timestamptz),
                 0)::float8 AS until_due
@@ -69,14 +73,16 @@ SELECT m.body
 -- name: store_prompt
 -- The natural key (group_id, local_date) makes this a no-op for a re-run, including one after a
 -- crash between this INSERT and the job's completion. Returns the id only when it inserted.
--- Published at once (and so notifying, migrations/0038) when the group's local time at %(now)s
--- has reached (local_date, %(hour)s:00); stored waiting (published_at NULL) when it is ahead —
--- broseph.publish_due_prompts publishes it at the hour. The rule is 0038's.
+-- Published at once (and so notifying, migrations/0038), unless the job was asked for %(ahead)s
+-- of the hour by the schedule and the group's local time at %(now)s still has not reached
+-- (local_date, %(hour)s:00) — checked again here, a slow AI may have taken it past the hour: then
+-- it is stored waiting (published_at NULL) for broseph.publish_due_prompts. The rule is 0038's.
 INSERT INTO public.prompts
     (group_id, local_date, text, category, follow_up, source, published_at)
 SELECT %(group_id)s, %(local_date)s, %(text)s, %(category)s, %(follow_up)s, %(source)s,
-       CASE WHEN (z.local_now::date, z.local_now::time)
-                 >= (%(local_date)s::date, make_time(%(hour)s, 0, 0))
+       CASE WHEN NOT %(ahead)s
+                 OR (z.local_now::date, z.local_now::time)
+                    >= (%(local_date)s::date, make_time(%(hour)s, 0, 0))
             THEN %(now)s::timestamptz END
   FROM (SELECT %(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(g.time_zone)
                    AS local_now
