@@ -12,9 +12,9 @@ anything else that wants a group's prompt now.
 Ready before the hour, published at it (migrations/0038): a prompt the schedule asked for ahead,
 stored before its group's local prompt hour, waits unpublished (published_at NULL, invisible to
 clients); the `prompt_publish` tick publishes every due prompt in ONE statement
-(broseph.publish_due_prompts), and publishing is what notifies members. A prompt stored at or after the hour (the AI was late,
-the group is new, no lead), or asked for by anything but the schedule ("generate now"), is
-published as it is stored.
+(broseph.publish_due_prompts), and publishing is what notifies members. A prompt stored at or
+after the hour (the AI was late, the group is new, no lead), or asked for by anything but the
+schedule ("generate now"), is published as it is stored.
 
 The AI policy, in one place (`_generate`):
   no API key                  → the offline bank (the default, not a fallback: no warning)
