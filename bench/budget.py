@@ -165,6 +165,8 @@ async def one_lead(
             zone,
         )
         tick = hour_at - lead
+        # The lead starts at the tick, now: the fan-out's time counts against it.
+        began: datetime.datetime = await _one(conn, "SELECT now()")
         started = time.monotonic()
         sent = await generate_prompt.fan_out_on(
             conn, tick, hour=hour, chunk_size=settings.fanout_chunk_size, lead=lead
@@ -172,12 +174,12 @@ async def one_lead(
         fanout = time.monotonic() - started
         if sent != groups:
             raise RuntimeError(f"budget: the ahead fan-out sent {sent} jobs for {groups} groups")
-        # The lead starts now: the jobs' run_at moves from the zone's real hour to now + lead.
-        began: datetime.datetime = await _one(
-            conn,
-            "UPDATE procrastinate_jobs SET scheduled_at = scheduled_at - (%s::timestamptz - now())"
-            " WHERE task_name = 'GeneratePrompt' RETURNING now()",
-            tick,
+        # The jobs' run_at moves from the zone's real hour to the tick's: "the hour" is
+        # began + lead on the wall clock.
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET scheduled_at = scheduled_at - (%s::timestamptz - %s)"
+            " WHERE task_name = 'GeneratePrompt'",
+            (tick, began),
         )
         deadline = time.monotonic() + 3600
         while (await prompt_counts(conn))[0] < groups:

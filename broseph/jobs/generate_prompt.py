@@ -303,14 +303,12 @@ async def _store(
 # --- the periodic fan-out -----------------------------------------------------------------------
 
 
-# Pre-generation spreads a zone's jobs over this share of the time left until its hour (the rest
-# is for retries and budget snoozes), in this many run_at slots (one enqueue_many each per chunk;
-# 240 keeps a slot of 10,000 groups near OPENAI_RPM/60, the budget's burst, at 3,000 RPM), filled
-# round-robin with a stride prime to their count (close to 240 / golden ratio: consecutive groups
-# land far apart, so even a few groups spread over the lead).
+# Pre-generation spreads the jobs over this share of the time left until their hour (the rest is
+# for retries and budget snoozes), in this many run_at slots, the groups in id order (query
+# prompt_fanout_ahead); 240 keeps a slot of 10,000 groups near OPENAI_RPM/60, the budget's burst,
+# at 3,000 RPM.
 SPREAD = 0.75
 SPREAD_SLOTS = 240
-SPREAD_STRIDE = 149
 
 
 async def fan_out(services: Services, timestamp: int) -> int:
@@ -353,13 +351,9 @@ async def fan_out_on(
     params: dict[str, Any] = {"now": now, "hour": hour, "job_type": GeneratePrompt.job_type}
     total = await _chunks(conn, "prompt_fanout", params, chunk_size)
     if lead > datetime.timedelta(0):
-        ahead = {
-            **params,
-            "lead": lead,
-            "spread": SPREAD,
-            "slots": SPREAD_SLOTS,
-            "stride": SPREAD_STRIDE,
-        }
+        ahead = {**params, "lead": lead, "spread": SPREAD, "slots": SPREAD_SLOTS}
+        async with conn.transaction():
+            ahead["total"] = (await sql.one(conn, "prompt_fanout_ahead_total", ahead))["total"]
         total += await _chunks(conn, "prompt_fanout_ahead", ahead, chunk_size)
     return total
 
@@ -367,18 +361,19 @@ async def fan_out_on(
 async def _chunks(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], chunk_size: int
 ) -> int:
-    total = 0
+    found = numbered = 0
     start = uuid.UUID(int=0)
     while True:
         async with conn.transaction():
-            # seq: how many the earlier chunks found (the ahead query's spread counts on from it).
+            # seq: the groups the earlier chunks numbered (the ahead query's spread goes on).
             chunk = await sql.one(
-                conn, query, {**params, "from": start, "limit": chunk_size, "seq": total}
+                conn, query, {**params, "from": start, "limit": chunk_size, "seq": numbered}
             )
-        total += int(chunk["found"])
+        found += int(chunk["found"])
+        numbered += int(chunk.get("numbered", 0))
         last: uuid.UUID | None = chunk["last"]
         if chunk["scanned"] < chunk_size or last is None or last.int == MAX_UUID:
-            return total
+            return found
         start = uuid.UUID(int=last.int + 1)
 
 

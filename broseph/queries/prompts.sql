@@ -173,6 +173,22 @@ SELECT (SELECT count(*) FROM chunk)::int AS scanned,
        ELSE 0 END AS enqueued
   FROM targets t;
 
+-- name: prompt_fanout_ahead_total
+-- How many active groups are in a zone whose prompt hour comes within %(lead)s of %(now)s (the
+-- rule of prompt_fanout_ahead's `ahead`): the count prompt_fanout_ahead's spread divides by.
+WITH zones AS MATERIALIZED (
+    SELECT z.n,
+           %(now)s::timestamptz AT TIME ZONE broseph.usable_time_zone(z.time_zone) AS local_now,
+           (%(now)s::timestamptz + %(lead)s::interval)
+               AT TIME ZONE broseph.usable_time_zone(z.time_zone) AS later
+      FROM (SELECT coalesce(time_zone, '') AS time_zone, count(*) AS n
+              FROM public.groups WHERE active GROUP BY 1) AS z
+)
+SELECT coalesce(sum(z.n), 0)::int AS total
+  FROM zones z
+ WHERE z.later::time >= make_time(%(hour)s, 0, 0)
+   AND (z.local_now::date, z.local_now::time) < (z.later::date, make_time(%(hour)s, 0, 0));
+
 -- name: prompt_fanout_ahead
 -- Pre-generation, one chunk per call (the chunking of prompt_fanout): of the next %(limit)s
 -- active groups from %(from)s on, those whose local prompt hour comes within %(lead)s of %(now)s
@@ -181,10 +197,12 @@ SELECT (SELECT count(*) FROM chunk)::int AS scanned,
 -- date D, get GeneratePrompt for D under the same key as prompt_fanout (so the hour's own pass
 -- adds no second job, and a prompt stored either way is the day's only one). The jobs' run_at is
 -- spread over the first %(spread)s of the time left until each zone's hour, in %(slots)s slots:
--- the n-th group found (counting on from %(seq)s, the groups the earlier chunks found) gets slot
--- n × %(stride)s mod %(slots)s — a stride prime to the slot count, so every run of slots-many
--- groups fills each slot once and a few groups still land far apart. One enqueue_many per slot; the rest of the lead is left for retries and the budget's snoozes. The
--- prompts are stored waiting (store_prompt) and published at the hour.
+-- the groups of ahead zones are numbered in id order across the chunks (on from %(seq)s, those
+-- of the earlier chunks) and the n-th of %(total)s (prompt_fanout_ahead_total) gets slot
+-- n × slots ÷ total — a chunk fills a contiguous run of slots, so it makes about slots × chunk ÷
+-- total enqueue_many calls, one per slot, not one per slot per chunk. The rest of the lead is
+-- left for retries and the budget's snoozes. The prompts are stored waiting (store_prompt) and
+-- published at the hour. Returns, besides prompt_fanout's figures, how many groups it numbered.
 WITH chunk AS MATERIALIZED (
     SELECT g.id, coalesce(g.time_zone, '') AS time_zone
       FROM public.groups g
@@ -200,26 +218,30 @@ WITH chunk AS MATERIALIZED (
                    %(now)s::timestamptz AT TIME ZONE zones.usable AS local_now,
                    (%(now)s::timestamptz + %(lead)s::interval) AT TIME ZONE zones.usable AS later
               FROM zones) AS z
-     WHERE (z.later::date, z.later::time) >= (z.later::date, make_time(%(hour)s, 0, 0))
+     WHERE z.later::time >= make_time(%(hour)s, 0, 0)
        AND (z.local_now::date, z.local_now::time) < (z.later::date, make_time(%(hour)s, 0, 0))
-), targets AS MATERIALIZED (
-    SELECT c.id, a.local_date,
-           %(now)s::timestamptz
-               + greatest((a.local_date + make_time(%(hour)s, 0, 0)) AT TIME ZONE a.usable
-                              - %(now)s::timestamptz, interval '0')
-                 * %(spread)s::float8
-                 * (mod((%(seq)s + row_number() OVER (ORDER BY c.id)) * %(stride)s, %(slots)s)
-                    / %(slots)s::float8)
-               AS run_at
+), numbered AS MATERIALIZED (
+    SELECT c.id, a.local_date, a.usable,
+           %(seq)s + row_number() OVER (ORDER BY c.id) - 1 AS n
       FROM chunk c
       JOIN ahead a ON a.time_zone = c.time_zone
+), targets AS MATERIALIZED (
+    SELECT c.id, c.local_date,
+           %(now)s::timestamptz
+               + greatest((c.local_date + make_time(%(hour)s, 0, 0)) AT TIME ZONE c.usable
+                              - %(now)s::timestamptz, interval '0')
+                 * %(spread)s::float8
+                 * (least(floor(c.n * %(slots)s / greatest(%(total)s, 1)), %(slots)s - 1)
+                    / %(slots)s::float8)
+               AS run_at
+      FROM numbered c
      WHERE NOT EXISTS (
                SELECT 1 FROM public.prompts p
-                WHERE p.group_id = c.id AND p.local_date = a.local_date)
+                WHERE p.group_id = c.id AND p.local_date = c.local_date)
        AND NOT EXISTS (
                SELECT 1 FROM broseph.job_records r
                 WHERE r.idempotency_key
-                      = 'prompt:' || c.id::text || ':' || to_char(a.local_date, 'YYYY-MM-DD'))
+                      = 'prompt:' || c.id::text || ':' || to_char(c.local_date, 'YYYY-MM-DD'))
 ), slots AS (
     SELECT t.run_at,
            array_agg(jsonb_build_object('group_id', t.id, 'local_date', t.local_date)
@@ -231,6 +253,7 @@ WITH chunk AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM chunk)::int AS scanned,
        (SELECT c.id FROM chunk c ORDER BY c.id DESC LIMIT 1) AS last,
+       (SELECT count(*) FROM numbered)::int AS numbered,
        (SELECT count(*) FROM targets)::int AS found,
        coalesce(sum(cardinality(broseph.enqueue_many(
            %(job_type)s, s.params, s.keys, run_at => s.run_at, source => 'schedule'))), 0)::int
