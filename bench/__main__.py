@@ -94,8 +94,8 @@ def main(
         int | None,
         typer.Option(
             min=1,
-            help="Prompts due at once in the rate-budget burst (13; default 1,000, smoke 60;"
-            " the issue's size is --budget-groups 10000 --budget-rpm 3000).",
+            help="Prompts generated ahead of one prompt hour under the rate budget (14; default"
+            " 1,000, smoke 60; the issue's size is --budget-groups 10000 --budget-rpm 3000).",
         ),
     ] = None,
     budget_rpm: Annotated[

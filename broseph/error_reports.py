@@ -8,8 +8,9 @@ What is sent, and only this:
   cancels and shutdown aborts (the job is not failed), nor the BullMQ ingress's quarantined
   messages (no job exists; they are in `broseph.ingress_quarantine` with their reason);
 - a cron check-in (`in_progress`, then `ok` or `error`) for every tick of the job catalogue's
-  periodic tasks (`prompt_fanout`, `prompt_reminders`, `engagement_nightly`), with the schedule
-  from the same setting that drives the tick, so a tick that never runs is a missed check-in.
+  periodic tasks (`prompt_fanout`, `prompt_publish`, `prompt_reminders`, `engagement_nightly`),
+  with the schedule from the same setting that drives the tick, so a tick that never runs is a
+  missed check-in.
 
 What is never sent: local variables, breadcrumbs, request data, the modules list — the SDK's
 default integrations are off, so nothing is captured but what this module captures — and every

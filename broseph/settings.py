@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     ai_send_message_text: bool = False
     prompt_hour: int = Field(default=8, ge=0, le=23)
     prompt_cron: str = "*/15 * * * *"
+    # Minutes before the prompt hour from which prompts are generated ahead, stored unpublished
+    # and published at the hour (0 = generated at the hour); at most 12 hours, so a day's prompt
+    # is never asked for before the previous day's hour.
+    prompt_lead_minutes: int = Field(default=60, ge=0, le=720)
     fanout_chunk_size: int = Field(default=1000, ge=1)
 
     # --- push notifications ---------------------------------------------------------------

@@ -1325,6 +1325,21 @@ CREATE FUNCTION broseph.notify_new_prompts() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
+BEGIN
+    PERFORM broseph.notify_prompts_published(
+        ARRAY(SELECT np.id FROM new_prompts np WHERE np.published_at IS NOT NULL ORDER BY np.id));
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: notify_prompts_published(uuid[]); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.notify_prompts_published(p_prompt_ids uuid[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
 DECLARE
     params jsonb[];
     keys text[];
@@ -1338,8 +1353,9 @@ BEGIN
                        'data', jsonb_build_object('group_id', p.group_id, 'prompt_id', p.id))
                        AS params,
                    'new_prompt:' || r.user_id::text || ':' || p.id::text AS key
-              FROM (SELECT np.id, np.group_id FROM new_prompts np
-                     WHERE broseph.notify_inline(np.group_id)) AS p
+              FROM (SELECT pp.id, pp.group_id FROM public.prompts pp
+                     WHERE pp.id = ANY (p_prompt_ids) AND pp.published_at IS NOT NULL
+                       AND broseph.notify_inline(pp.group_id)) AS p
              CROSS JOIN LATERAL broseph.notification_recipients(p.group_id, 'new_prompt') AS r)
            AS t;
     PERFORM broseph.enqueue_many('SendNotification', params, keys, NULL, 0, 'trigger');
@@ -1347,12 +1363,12 @@ BEGIN
            coalesce(array_agg(t.key ORDER BY t.key), ARRAY[]::text[])
       INTO params, keys
       FROM (SELECT jsonb_build_object(
-                       'group_id', np.group_id, 'type', 'new_prompt', 'prompt_id', np.id) AS params,
-                   'new_prompt:' || np.id::text AS key
-              FROM new_prompts np
-             WHERE NOT broseph.notify_inline(np.group_id)) AS t;
+                       'group_id', p.group_id, 'type', 'new_prompt', 'prompt_id', p.id) AS params,
+                   'new_prompt:' || p.id::text AS key
+              FROM public.prompts p
+             WHERE p.id = ANY (p_prompt_ids) AND p.published_at IS NOT NULL
+               AND NOT broseph.notify_inline(p.group_id)) AS t;
     PERFORM broseph.enqueue_many('NotifyMembers', params, keys, NULL, 0, 'trigger');
-    RETURN NULL;
 END;
 $$;
 
@@ -1548,6 +1564,46 @@ $_$;
 --
 
 COMMENT ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) IS 'migrations/0015''s params_screen, rule by rule: broseph.params_screen''s answer when a value of the batch does not cast';
+
+--
+-- Name: publish_due_prompts(integer, timestamp with time zone); Type: FUNCTION; Schema: broseph; Owner: -
+--
+
+CREATE FUNCTION broseph.publish_due_prompts(p_hour integer, p_at timestamp with time zone DEFAULT now()) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    published uuid[];
+BEGIN
+    IF p_hour IS NULL OR p_hour NOT BETWEEN 0 AND 23 THEN
+        RAISE EXCEPTION 'publish_due_prompts: hour % is not 0–23 — pass PROMPT_HOUR', p_hour
+            USING ERRCODE = '22023';
+    END IF;
+    WITH waiting AS MATERIALIZED (
+        SELECT p.id, coalesce(g.time_zone, '') AS time_zone, p.local_date
+          FROM public.prompts p
+          JOIN public.groups g ON g.id = p.group_id AND g.active
+         WHERE p.published_at IS NULL
+    ), zones AS MATERIALIZED (
+        -- Local time once per zone: broseph.usable_time_zone is far too slow per prompt.
+        SELECT z.time_zone, p_at AT TIME ZONE broseph.usable_time_zone(z.time_zone) AS local_now
+          FROM (SELECT DISTINCT time_zone FROM waiting) AS z
+    ), due AS (
+        SELECT w.id
+          FROM waiting w JOIN zones z ON z.time_zone = w.time_zone
+         WHERE (z.local_now::date, z.local_now::time) >= (w.local_date, make_time(p_hour, 0, 0))
+    ), done AS (
+        UPDATE public.prompts p SET published_at = p_at
+          FROM due
+         WHERE p.id = due.id AND p.published_at IS NULL
+        RETURNING p.id
+    )
+    SELECT coalesce(array_agg(done.id ORDER BY done.id), ARRAY[]::uuid[]) INTO published FROM done;
+    PERFORM broseph.notify_prompts_published(published);
+    RETURN cardinality(published);
+END;
+$$;
 
 --
 -- Name: queue_rows_inserted(); Type: FUNCTION; Schema: broseph; Owner: -
@@ -3183,9 +3239,16 @@ CREATE TABLE public.prompts (
     follow_up text,
     source text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    published_at timestamp with time zone DEFAULT now(),
     CONSTRAINT prompts_source_check CHECK ((source = ANY (ARRAY['openai'::text, 'offline'::text, 'manual'::text]))),
     CONSTRAINT prompts_text_check CHECK (((length(text) >= 1) AND (length(text) <= 280)))
 );
+
+--
+-- Name: COLUMN prompts.published_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.prompts.published_at IS 'When members got the prompt; NULL while it waits, generated ahead, for its local prompt hour (migrations/0038). Clients never see a NULL one.';
 
 --
 -- Name: push_outbox id; Type: DEFAULT; Schema: broseph; Owner: -
@@ -3596,6 +3659,18 @@ CREATE INDEX procrastinate_periodic_defers_job_id_fkey_v1 ON public.procrastinat
 CREATE INDEX prompts_created_idx ON public.prompts USING btree (created_at);
 
 --
+-- Name: prompts_published_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX prompts_published_idx ON public.prompts USING btree (published_at);
+
+--
+-- Name: prompts_unpublished_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX prompts_unpublished_idx ON public.prompts USING btree (group_id) WHERE (published_at IS NULL);
+
+--
 -- Name: group_members broseph_group_members_notify; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3892,7 +3967,9 @@ ALTER TABLE public.messages ENABLE ROW LEVEL SECURITY;
 -- Name: messages messages_insert; Type: POLICY; Schema: public; Owner: -
 --
 
-CREATE POLICY messages_insert ON public.messages FOR INSERT TO authenticated WITH CHECK (((sender_id = auth.uid()) AND broseph.is_member(group_id)));
+CREATE POLICY messages_insert ON public.messages FOR INSERT TO authenticated WITH CHECK (((sender_id = auth.uid()) AND broseph.is_member(group_id) AND ((prompt_id IS NULL) OR (EXISTS ( SELECT 1
+   FROM public.prompts p
+  WHERE ((p.id = messages.prompt_id) AND (p.group_id = messages.group_id) AND (p.published_at IS NOT NULL)))))));
 
 --
 -- Name: messages messages_read; Type: POLICY; Schema: public; Owner: -
@@ -3954,7 +4031,7 @@ ALTER TABLE public.prompts ENABLE ROW LEVEL SECURITY;
 -- Name: prompts prompts_read; Type: POLICY; Schema: public; Owner: -
 --
 
-CREATE POLICY prompts_read ON public.prompts FOR SELECT TO authenticated USING (broseph.is_member(group_id));
+CREATE POLICY prompts_read ON public.prompts FOR SELECT TO authenticated USING (((published_at IS NOT NULL) AND broseph.is_member(group_id)));
 
 --
 -- Name: SCHEMA auth; Type: ACL; Schema: -; Owner: -
@@ -4276,6 +4353,13 @@ REVOKE ALL ON FUNCTION broseph.notify_new_prompts() FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.notify_new_prompts() TO service_role;
 
 --
+-- Name: FUNCTION notify_prompts_published(p_prompt_ids uuid[]); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.notify_prompts_published(p_prompt_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.notify_prompts_published(p_prompt_ids uuid[]) TO service_role;
+
+--
 -- Name: FUNCTION on_messages_inserted(); Type: ACL; Schema: broseph; Owner: -
 --
 
@@ -4295,6 +4379,13 @@ GRANT ALL ON FUNCTION broseph.params_screen(p_spec jsonb, p_params jsonb[]) TO s
 
 REVOKE ALL ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION broseph.params_screen_exact(p_spec jsonb, p_params jsonb[]) TO service_role;
+
+--
+-- Name: FUNCTION publish_due_prompts(p_hour integer, p_at timestamp with time zone); Type: ACL; Schema: broseph; Owner: -
+--
+
+REVOKE ALL ON FUNCTION broseph.publish_due_prompts(p_hour integer, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION broseph.publish_due_prompts(p_hour integer, p_at timestamp with time zone) TO service_role;
 
 --
 -- Name: FUNCTION queue_rows_inserted(); Type: ACL; Schema: broseph; Owner: -

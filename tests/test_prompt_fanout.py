@@ -23,6 +23,7 @@ from broseph.providers.ai import normalize_prompt
 from broseph.settings import Settings
 from tests import factories
 from tests.conftest import wait_until
+from tests.notify_support import use_clock
 
 UTC = datetime.UTC
 TICK = datetime.timedelta(minutes=15)  # the default PROMPT_CRON, */15 * * * *
@@ -131,23 +132,38 @@ def _ticks() -> list[datetime.datetime]:
     return ticks
 
 
-def _expected(zone: str, ticks: list[datetime.datetime]) -> dict[datetime.date, datetime.datetime]:
+def _expected(
+    zone: str, ticks: list[datetime.datetime], lead: datetime.timedelta = datetime.timedelta(0)
+) -> dict[datetime.date, datetime.datetime]:
     """
-    Independently of the SQL (Python's zoneinfo): each local date reached at or after the prompt
-    hour, with the first tick that reached it.
+    Independently of the SQL (Python's zoneinfo): each local date whose prompt hour was reached
+    at a tick or, with a lead, within `lead` after it — with the first such tick.
     """
     first: dict[datetime.date, datetime.datetime] = {}
     for tick in ticks:
-        local = tick.astimezone(zoneinfo.ZoneInfo(zone))
-        if local.hour >= PROMPT_HOUR:
-            first.setdefault(local.date(), tick)
+        for moment in (tick, tick + lead):
+            local = moment.astimezone(zoneinfo.ZoneInfo(zone))
+            if local.hour >= PROMPT_HOUR:
+                first.setdefault(local.date(), tick)
     return first
 
 
+class _TickClock:
+    def __init__(self) -> None:
+        self.now = datetime.datetime.now(UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+@pytest.mark.parametrize("lead_minutes", [0, 60])
 async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
-    app, conn, settings, start_worker
+    app, conn, settings, start_worker, lead_minutes
 ):
-    svc = _install(app, settings, prompt_hour=PROMPT_HOUR)
+    svc = _install(app, settings, prompt_hour=PROMPT_HOUR, prompt_lead_minutes=lead_minutes)
+    lead = datetime.timedelta(minutes=lead_minutes)
+    clock = _TickClock()
+    use_clock(app, clock)  # the jobs store (published or waiting) as of the latest tick
     groups = {zone: await factories.group(conn, name=zone, time_zone=zone) for zone in ZONES}
     await start_worker(queues=["prompts"])
     ticks = _ticks()
@@ -155,6 +171,8 @@ async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
 
     # The worker runs the jobs meanwhile, so later ticks meet stored prompts as well as keys.
     for tick in ticks:
+        clock.now = tick
+        await generate_prompt.publish(svc, int(tick.timestamp()))
         if await fan_out(svc, int(tick.timestamp())) == 0:
             continue
         for row in await _records(conn):
@@ -162,21 +180,31 @@ async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
     await wait_until(lambda: _all_finished(conn), within=30)
 
     cur = await conn.execute(
-        "SELECT group_id, local_date, source, text FROM public.prompts"
+        "SELECT group_id, local_date, source, text, published_at FROM public.prompts"
         " ORDER BY group_id, local_date"
     )
     stored = await cur.fetchall()
     per_day = collections.Counter((p["group_id"], p["local_date"]) for p in stored)
     records = collections.Counter((r["group_id"], r["local_date"]) for r in await _records(conn))
     for zone, gid in groups.items():
-        expected = _expected(zone, ticks)
+        expected = _expected(zone, ticks, lead)
         days = sorted(day for g, day in per_day if g == gid)
         assert days == sorted(expected), zone
         assert all(per_day[(gid, day)] == 1 for day in days), zone
         assert all(records[(gid, day.isoformat())] == 1 for day in days), zone
-        # Each day was asked for at the first tick its prompt hour was reached, never again.
+        # Each day was asked for at the first tick its prompt hour was (about to be) reached.
         for day, tick in expected.items():
             assert enqueued_at[idempotency.prompt(gid, day)] == tick, (zone, day)
+        # Never published before the group's local prompt hour: at the first tick reaching it
+        # (the publish tick) or when stored after it.
+        at_hour = _expected(zone, ticks)
+        for p in stored:
+            if p["group_id"] != gid:
+                continue
+            if p["published_at"] is None:
+                assert p["local_date"] not in at_hour, (zone, p["local_date"])
+            else:
+                assert p["published_at"] >= at_hour[p["local_date"]], (zone, p["local_date"])
     assert {p["source"] for p in stored} == {"offline"}
     # Through the job path too, no group's prompt repeats one of its earlier (< 30) prompts.
     texts = collections.defaultdict(list)
@@ -189,14 +217,15 @@ async def test_every_group_gets_exactly_one_prompt_per_local_day_across_dst(
     # Spring forward: 02:00 never happens on 2026-03-08; the group is due at 03:00 EDT (07:00Z).
     assert ny_first[datetime.date(2026, 3, 8)] == _utc(2026, 3, 8, 7)
     key = idempotency.prompt(new_york, datetime.date(2026, 3, 8))
-    assert enqueued_at[key] == _utc(2026, 3, 8, 7)
+    assert enqueued_at[key] == _utc(2026, 3, 8, 7) - lead
     # Fall back in New York: 01:00 happens twice, then 02:00 EST (07:00Z).
-    assert enqueued_at[idempotency.prompt(new_york, datetime.date(2026, 11, 1))] == _utc(
-        2026, 11, 1, 7
+    assert (
+        enqueued_at[idempotency.prompt(new_york, datetime.date(2026, 11, 1))]
+        == _utc(2026, 11, 1, 7) - lead
     )
     # Fall back in Berlin: 02:00 CEST (00:00Z) and again 02:00 CET (01:00Z) — one prompt.
     key = idempotency.prompt(berlin, datetime.date(2026, 10, 25))
-    assert enqueued_at[key] == _utc(2026, 10, 25)
+    assert enqueued_at[key] == _utc(2026, 10, 25) - lead
     assert per_day[(berlin, datetime.date(2026, 10, 25))] == 1
 
 

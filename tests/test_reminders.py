@@ -43,7 +43,10 @@ def ts(moment: datetime.datetime) -> int:
 
 async def _prompt(conn, gid, *, created: datetime.datetime, text: str = "Best snack?"):
     pid = await factories.prompt(conn, gid, created.date(), text=text)
-    await conn.execute("UPDATE public.prompts SET created_at = %s WHERE id = %s", (created, pid))
+    await conn.execute(
+        "UPDATE public.prompts SET created_at = %s, published_at = %s WHERE id = %s",
+        (created, created, pid),
+    )
     return pid
 
 

@@ -4,8 +4,17 @@ GeneratePrompt: one group's conversation prompt for one local day, and the fan-o
 Natural key: (group_id, local_date) in public.prompts — the INSERT does nothing on conflict, so a
 re-run (a retry after a crash between storing and completing, a second job for the same day)
 stores nothing new. Enqueued by the `prompt_fanout` periodic task below (idempotency key
-`prompt:<group_id>:<local_date>`) for every active group whose local time has reached
-PROMPT_HOUR, and by anything else that wants a group's prompt now.
+`prompt:<group_id>:<local_date>`) for every active group whose local prompt hour (PROMPT_HOUR)
+comes within PROMPT_LEAD_MINUTES — their run_at spread over the lead, so the AI budget is not
+one storm — and, at the hour, for every group that still has neither prompt nor job; and by
+anything else that wants a group's prompt now.
+
+Ready before the hour, published at it (migrations/0038): a prompt the schedule asked for ahead,
+stored before its group's local prompt hour, waits unpublished (published_at NULL, invisible to
+clients); the `prompt_publish` tick publishes every due prompt in ONE statement
+(broseph.publish_due_prompts), and publishing is what notifies members. A prompt stored at or
+after the hour (the AI was late, the group is new, no lead), or asked for by anything but the
+schedule ("generate now"), is published as it is stored.
 
 The AI policy, in one place (`_generate`):
   no API key                  → the offline bank (the default, not a fallback: no warning)
@@ -14,7 +23,10 @@ The AI policy, in one place (`_generate`):
   429 rate limit (not quota)  → the shared budget is shut for the server's wait (Retry-After,
                                 x-ratelimit-reset-*) and the job snoozed for it: a rate limit is
                                 ours to wait out, never a reason for the bank
-  transient (5xx, timeout, connection)
+  transient (5xx, timeout, connection), asked for ahead by the schedule, before the hour
+                              → snoozed until the hour: no attempt spent, never the bank before
+                                the AI has had its chance at the hour
+  transient (5xx, timeout, connection), otherwise
                               → raise: the job retries with backoff; on its LAST attempt, the bank
   permanent (401, 403, 400, insufficient_quota)
                               → the bank at once
@@ -76,6 +88,10 @@ class _Group:
     active: bool
     local_date: datetime.date
     member_count: int
+    # Asked for by the schedule ahead of the group's local prompt hour (not yet reached): the
+    # prompt is stored waiting for it; anything else is published as it is stored.
+    ahead: bool
+    until_due: float  # seconds until that hour (0 when reached)
 
 
 # --- the handler --------------------------------------------------------------------------------
@@ -100,9 +116,9 @@ async def handle(run: JobRun, payload: GeneratePrompt) -> None:
         return
     ctx = await _context(run, payload.group_id, group)
     await run.progress(30, "context loaded")
-    draft, source = await _generate(run, payload.group_id, ctx)
+    draft, source = await _generate(run, payload.group_id, ctx, group)
     await run.progress(70, "generated")
-    prompt_id = await _store(run, payload.group_id, local_date, draft, source)
+    prompt_id = await _store(run, payload.group_id, group, draft, source)
     await run.progress(90, "stored" if prompt_id else "already stored")
     run.result.update(stored=prompt_id is not None, source=source, category=draft.category)
     if prompt_id is not None:
@@ -118,6 +134,8 @@ async def _load_group(run: JobRun, payload: GeneratePrompt) -> _Group:
                 "group_id": payload.group_id,
                 "local_date": payload.local_date,
                 "record_id": run.record_id,
+                "now": run.services.clock(),
+                "hour": run.services.settings.prompt_hour,
             },
         )
     if row is None:
@@ -154,7 +172,7 @@ async def _context(run: JobRun, group_id: uuid.UUID, group: _Group) -> PromptCon
 
 
 async def _generate(
-    run: JobRun, group_id: uuid.UUID, ctx: PromptContext
+    run: JobRun, group_id: uuid.UUID, ctx: PromptContext, group: _Group
 ) -> tuple[PromptDraft, str]:
     """
     The prompt and its source ('openai' | 'offline'), by the policy in the module docstring.
@@ -167,6 +185,13 @@ async def _generate(
     except AIRateLimitedError as err:
         await _rate_limited(run, err)
     except AITransientError as err:
+        if group.ahead:
+            # Ahead of the hour there is time: the AI gets its chance again at the hour (the
+            # retries and the bank's last word come then), and no attempt is spent meanwhile.
+            raise Snooze(
+                max(group.until_due, 1.0),
+                f"AI unavailable ahead of the prompt hour ({err.reason}); trying again at the hour",
+            ) from None
         if not run.is_last_attempt:
             # The lifecycle logs job_failed and the record shows 'retrying' with this reason.
             raise RetryableJobError(f"AI unavailable: {err.reason}") from None
@@ -254,7 +279,7 @@ def _offline(run: JobRun, group_id: uuid.UUID, ctx: PromptContext) -> PromptDraf
 
 
 async def _store(
-    run: JobRun, group_id: uuid.UUID, local_date: datetime.date, draft: PromptDraft, source: str
+    run: JobRun, group_id: uuid.UUID, group: _Group, draft: PromptDraft, source: str
 ) -> uuid.UUID | None:
     async with db.statements(run.pool) as conn:
         row = await sql.row(
@@ -262,11 +287,14 @@ async def _store(
             "store_prompt",
             {
                 "group_id": group_id,
-                "local_date": local_date,
+                "local_date": group.local_date,
                 "text": draft.text,
                 "category": draft.category,
                 "follow_up": draft.follow_up,
                 "source": source,
+                "now": run.services.clock(),
+                "hour": run.services.settings.prompt_hour,
+                "ahead": group.ahead,
             },
         )
     return uuid.UUID(str(row["id"])) if row else None
@@ -275,52 +303,99 @@ async def _store(
 # --- the periodic fan-out -----------------------------------------------------------------------
 
 
+# Pre-generation spreads the jobs over this share of the time left until their hour (the rest is
+# for retries and budget snoozes), in this many run_at slots, the groups in id order (query
+# prompt_fanout_ahead); 240 keeps a slot of 10,000 groups near OPENAI_RPM/60, the budget's burst,
+# at 3,000 RPM.
+SPREAD = 0.75
+SPREAD_SLOTS = 240
+
+
 async def fan_out(services: Services, timestamp: int) -> int:
     """
-    Enqueue GeneratePrompt for every group due at the tick; returns how many jobs it sent.
+    Enqueue GeneratePrompt for every group due at the tick, then for every group whose prompt
+    hour comes within PROMPT_LEAD_MINUTES (spread over it); returns how many jobs it sent.
     """
+    settings = services.settings
     async with services.pool.connection() as conn:
         return await fan_out_on(
             conn,
             datetime.datetime.fromtimestamp(timestamp, datetime.UTC),
-            hour=services.settings.prompt_hour,
-            chunk_size=services.settings.fanout_chunk_size,
+            hour=settings.prompt_hour,
+            chunk_size=settings.fanout_chunk_size,
+            lead=datetime.timedelta(minutes=settings.prompt_lead_minutes),
         )
 
 
 async def fan_out_on(
-    conn: psycopg.AsyncConnection[Any], now: datetime.datetime, *, hour: int, chunk_size: int
+    conn: psycopg.AsyncConnection[Any],
+    now: datetime.datetime,
+    *,
+    hour: int,
+    chunk_size: int,
+    lead: datetime.timedelta = datetime.timedelta(0),
 ) -> int:
     """
-    The fan-out on one connection, a statement per chunk of `chunk_size` groups (in id order):
-    which of them are due, their payloads and keys, and the enqueue happen inside Postgres (query
-    prompt_fanout), so no group list makes a round trip through Python.
+    The fan-out on one connection: first the groups due at `now` (query prompt_fanout, today's
+    path, their jobs run at once), then — with a lead — those due within `lead` of it (query
+    prompt_fanout_ahead, run_at spread). A statement per chunk of `chunk_size` groups (in id
+    order): which of them are due, their payloads and keys, and the enqueue happen inside
+    Postgres, so no group list makes a round trip through Python.
 
     Each chunk is its own transaction: a crash halfway leaves the committed chunks' jobs in place
     and the next tick finds the rest. Two workers ticking at once, or a re-run of a tick, send the
     same keys, which add no job (enqueue takes the keys in sorted order, so two overlapping
-    batches wait on each other rather than deadlock).
+    batches wait on each other rather than deadlock). Both passes use the same key per group and
+    local date, so a day's prompt is asked for once whichever pass comes first.
     """
-    total = 0
+    params: dict[str, Any] = {"now": now, "hour": hour, "job_type": GeneratePrompt.job_type}
+    total = await _chunks(conn, "prompt_fanout", params, chunk_size)
+    if lead > datetime.timedelta(0):
+        ahead = {**params, "lead": lead, "spread": SPREAD, "slots": SPREAD_SLOTS}
+        async with conn.transaction():
+            ahead["total"] = (await sql.one(conn, "prompt_fanout_ahead_total", ahead))["total"]
+        total += await _chunks(conn, "prompt_fanout_ahead", ahead, chunk_size)
+    return total
+
+
+async def _chunks(
+    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], chunk_size: int
+) -> int:
+    found = numbered = 0
     start = uuid.UUID(int=0)
     while True:
         async with conn.transaction():
+            # seq: the groups the earlier chunks numbered (the ahead query's spread goes on).
             chunk = await sql.one(
-                conn,
-                "prompt_fanout",
-                {
-                    "now": now,
-                    "hour": hour,
-                    "from": start,
-                    "limit": chunk_size,
-                    "job_type": GeneratePrompt.job_type,
-                },
+                conn, query, {**params, "from": start, "limit": chunk_size, "seq": numbered}
             )
-        total += int(chunk["found"])
+        found += int(chunk["found"])
+        numbered += int(chunk.get("numbered", 0))
         last: uuid.UUID | None = chunk["last"]
         if chunk["scanned"] < chunk_size or last is None or last.int == MAX_UUID:
-            return total
+            return found
         start = uuid.UUID(int=last.int + 1)
+
+
+async def publish(services: Services, timestamp: int) -> int:
+    """
+    The prompt_publish tick: every prompt waiting for a local prompt hour reached at the tick is
+    published, and its members notified, by one statement in one transaction; returns how many.
+    """
+    async with services.pool.connection() as conn:
+        return await publish_on(
+            conn,
+            datetime.datetime.fromtimestamp(timestamp, datetime.UTC),
+            hour=services.settings.prompt_hour,
+        )
+
+
+async def publish_on(
+    conn: psycopg.AsyncConnection[Any], now: datetime.datetime, *, hour: int
+) -> int:
+    async with conn.transaction():
+        row = await sql.one(conn, "publish_due_prompts", {"now": now, "hour": hour})
+    return int(row["published"])
 
 
 async def enqueue_today(
@@ -379,4 +454,8 @@ JOB = JobType(
     lock_fields=("group_id",),
 )
 
-PERIODIC = (Periodic(name="prompt_fanout", cron=prompt_cron, run=fan_out),)
+PERIODIC = (
+    Periodic(name="prompt_fanout", cron=prompt_cron, run=fan_out),
+    # On the same cron: at the tick that reaches a zone's prompt hour, its waiting prompts go out.
+    Periodic(name="prompt_publish", cron=prompt_cron, run=publish),
+)

@@ -53,10 +53,12 @@ SELECT (SELECT count(*) FROM fresh)::int AS message_count,
 
 -- name: notification_prompt
 -- The prompt a new_prompt / prompt_reminder names, whether it is still its group's latest
--- prompt, and whether the user has answered it.
+-- published prompt (tomorrow's, generated ahead and waiting, does not count: migrations/0038),
+-- and whether the user has answered it.
 SELECT p.text,
        NOT EXISTS (SELECT 1 FROM public.prompts newer
-                    WHERE newer.group_id = p.group_id AND newer.local_date > p.local_date)
+                    WHERE newer.group_id = p.group_id AND newer.local_date > p.local_date
+                      AND newer.published_at IS NOT NULL)
            AS current,
        EXISTS (SELECT 1 FROM public.messages m
                 WHERE m.prompt_id = p.id AND m.sender_id = %(user_id)s) AS answered
@@ -161,16 +163,17 @@ SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
 
 -- name: reminder_targets
 -- Members due a prompt_reminder at %(now)s: it is past %(hour)s:00 today in THEIR time zone,
--- their group's latest prompt arrived in the 24 hours before that moment and they have not
--- answered it, the group is not muted, reminders are on, and no reminder job exists for that
+-- their group's latest prompt arrived (was published, migrations/0038: a prompt generated
+-- ahead arrives at its hour, one still waiting never) in the 24 hours before that moment and they
+-- have not answered it, the group is not muted, reminders are on, and no reminder job exists for that
 -- prompt yet (key reminder:<user_id>:<prompt_id>; must match broseph.idempotency.reminder()).
 -- "Latest prompt", not "the group's local today": a member far west of the group's zone reaches
 -- their reminder hour after the group's day has ended, and would otherwise never be reminded.
 WITH recent AS (
-    SELECT p.id, p.group_id, p.created_at
+    SELECT p.id, p.group_id, p.published_at
       FROM public.prompts p
-     WHERE p.created_at > %(now)s::timestamptz - interval '48 hours'
-       AND p.created_at <= %(now)s::timestamptz
+     WHERE p.published_at > %(now)s::timestamptz - interval '48 hours'
+       AND p.published_at <= %(now)s::timestamptz
 ), members AS (
     SELECT gm.group_id, gm.user_id, coalesce(u.time_zone, '') AS time_zone
       FROM (SELECT DISTINCT group_id FROM recent) AS g
@@ -194,9 +197,9 @@ WITH recent AS (
     SELECT m.user_id, m.group_id,
            (SELECT r.id FROM recent r
              WHERE r.group_id = m.group_id
-               AND r.created_at <= m.remind_at
-               AND r.created_at > m.remind_at - interval '24 hours'
-             ORDER BY r.created_at DESC, r.id
+               AND r.published_at <= m.remind_at
+               AND r.published_at > m.remind_at - interval '24 hours'
+             ORDER BY r.published_at DESC, r.id
              LIMIT 1) AS prompt_id
       FROM members_due m
      WHERE %(now)s::timestamptz >= m.remind_at
