@@ -11,7 +11,8 @@ across workers.
 from __future__ import annotations
 
 import datetime
-import operator
+from collections.abc import Callable
+from typing import Any
 
 from broseph.jobs.base import Periodic, PeriodicFn
 from broseph.ops import rescue, retention
@@ -44,14 +45,13 @@ async def retention_tick(svc: Services, timestamp: int) -> dict[str, int]:
     return {"jobs": pruned.jobs, "records": pruned.records}
 
 
-def _tick(name: str, cron_setting: str, run: PeriodicFn, priority: int = 0) -> Periodic:
-    # On the ops queue, cron from the named setting, and no Sentry monitor (they run every few
-    # seconds: no schedule worth alerting on).
-    cron = operator.attrgetter(cron_setting)
+def _tick(name: str, cron: Callable[[Any], object], run: PeriodicFn, priority: int = 0) -> Periodic:
+    # On the ops queue, and no Sentry monitor (they run every few seconds: no schedule worth
+    # alerting on).
     return Periodic(name, lambda s: str(cron(s)), run, QUEUE, priority, monitored=False)
 
 
 PERIODIC: tuple[Periodic, ...] = (
-    _tick("ops_rescue", "rescue_cron", rescue_tick, RESCUE_PRIORITY),
-    _tick("ops_retention", "retention_cron", retention_tick),
+    _tick("ops_rescue", lambda s: s.rescue_cron, rescue_tick, RESCUE_PRIORITY),
+    _tick("ops_retention", lambda s: s.retention_cron, retention_tick),
 )
