@@ -633,7 +633,7 @@ $$;
 --
 
 CREATE FUNCTION broseph.fetch_jobs(target_queue_names character varying[], p_worker_id bigint, p_limit integer) RETURNS SETOF public.procrastinate_jobs
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql ROWS 10
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     SET enable_sort TO 'off'
     SET enable_bitmapscan TO 'off'
@@ -910,9 +910,7 @@ BEGIN
       FROM public.procrastinate_jobs AS j
      WHERE j.id = ANY (job_ids) AND j.status IN ('todo', 'doing');
 
-    -- Starts: a fetched job a slot takes (migrations/0031). Still held by its worker: it starts
-    -- (its record moves to processing, as the trigger does at a fetch) unless a cancel asked for
-    -- its abort meanwhile — it then ends aborted without running, and without an attempt.
+    -- Starts: as in 0032.
     WITH gone AS (
         DELETE FROM broseph.unstarted_jobs AS u
          USING public.procrastinate_jobs AS j
@@ -929,7 +927,6 @@ BEGIN
            started_at = coalesce(r.started_at, now()),
            next_attempt_at = NULL,
            finished_at = NULL,
-           -- Leaving pending drops the coalesce key (0026): a later job may coalesce anew.
            coalesce_key = NULL,
            updated_at = now()
       FROM public.procrastinate_jobs AS j
@@ -938,7 +935,43 @@ BEGIN
        SET status = 'aborted', abort_requested = false
      WHERE j.id = ANY (aborted);
 
-    -- The lifecycle's writes first: while the records are still processing (note_outcome).
+    -- A finish that keeps its queue row: the note and the end in one write (the trigger's
+    -- rules for the end; the note's progress kept only while the record is processing, as
+    -- 0032 wrote it before the end). The trigger then finds the record ended and leaves it.
+    UPDATE broseph.job_records AS r
+       SET status = CASE n.end_status WHEN 'succeeded' THEN 'completed'
+                                      WHEN 'failed' THEN 'failed'
+                                      ELSE 'cancelled' END,
+           attempts = greatest(r.attempts,
+                               CASE j.status WHEN 'doing' THEN j.attempts + 1
+                                             ELSE j.attempts END),
+           next_attempt_at = NULL,
+           finished_at = now(),
+           result = coalesce(n.result, r.result),
+           progress = CASE WHEN n.end_status = 'succeeded' THEN 100
+                           WHEN r.status = 'processing' THEN coalesce(n.progress, r.progress)
+                           ELSE r.progress END,
+           progress_message = CASE WHEN r.status = 'processing'
+                                   THEN coalesce(n.message, r.progress_message)
+                                   ELSE r.progress_message END,
+           last_error = CASE WHEN n.end_status = 'succeeded' THEN NULL
+                             WHEN n.end_status = 'aborted'
+                                 THEN coalesce(n.error, r.last_error, 'cancelled')
+                             ELSE coalesce(n.error, r.last_error) END,
+           coalesce_key = NULL,
+           updated_at = now()
+      FROM unnest(job_ids, end_statuses, delete_jobs, record_ids, errors, results, progresses,
+                  messages)
+               AS n(job_id, end_status, delete_job, record_id, error, result, progress, message),
+           public.procrastinate_jobs AS j
+     WHERE n.record_id IS NOT NULL
+       AND NOT n.delete_job
+       AND r.id = n.record_id
+       AND r.procrastinate_job_id = n.job_id
+       AND j.id = n.job_id
+       AND n.job_id = ANY (finishable);
+
+    -- A finish that deletes its queue row: the note first, then the delete trigger (0032).
     UPDATE broseph.job_records AS r
        SET last_error = coalesce(n.error, r.last_error),
            result = coalesce(n.result, r.result),
@@ -948,9 +981,10 @@ BEGIN
                                    THEN coalesce(n.message, r.progress_message)
                                    ELSE r.progress_message END,
            updated_at = now()
-      FROM unnest(job_ids, record_ids, errors, results, progresses, messages)
-               AS n(job_id, record_id, error, result, progress, message)
+      FROM unnest(job_ids, delete_jobs, record_ids, errors, results, progresses, messages)
+               AS n(job_id, delete_job, record_id, error, result, progress, message)
      WHERE n.record_id IS NOT NULL
+       AND n.delete_job
        AND r.id = n.record_id
        AND n.job_id = ANY (finishable);
 
@@ -2097,6 +2131,8 @@ CREATE FUNCTION broseph.sync_job_record() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
+DECLARE
+    target text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM broseph.unstarted_jobs WHERE job_id = OLD.id;
@@ -2116,14 +2152,15 @@ BEGIN
         RETURN NEW;  -- held in a worker's buffer, or going back from it: nothing happened yet
     END IF;
 
+    target := CASE NEW.status
+                  WHEN 'todo' THEN 'retrying'
+                  WHEN 'doing' THEN 'processing'
+                  WHEN 'succeeded' THEN 'completed'
+                  WHEN 'failed' THEN 'failed'
+                  ELSE 'cancelled'
+              END;
     UPDATE broseph.job_records AS r
-       SET status = CASE NEW.status
-                        WHEN 'todo' THEN 'retrying'
-                        WHEN 'doing' THEN 'processing'
-                        WHEN 'succeeded' THEN 'completed'
-                        WHEN 'failed' THEN 'failed'
-                        ELSE 'cancelled'
-                    END,
+       SET status = target,
            attempts = CASE WHEN NEW.status = 'doing' THEN NEW.attempts + 1
                            ELSE greatest(r.attempts, NEW.attempts) END,
            started_at = CASE WHEN NEW.status = 'doing' THEN coalesce(r.started_at, now())
@@ -2140,7 +2177,11 @@ BEGIN
                         END,
            coalesce_key = NULL,
            updated_at = now()
-     WHERE r.procrastinate_job_id = NEW.id;
+     WHERE r.procrastinate_job_id = NEW.id
+       -- Ended by broseph.finish_jobs in this transaction, note and end in one write: done.
+       AND NOT (target IN ('completed', 'failed', 'cancelled')
+                AND r.status = target
+                AND r.finished_at = now());
     RETURN NEW;
 END;
 $$;

@@ -16,7 +16,7 @@ import procrastinate
 import pytest
 from procrastinate import exceptions, job_context, jobs
 
-from broseph import engine, services
+from broseph import engine, services, sql
 from broseph.ops import rescue
 from tests import factories
 from tests.conftest import wait_until
@@ -222,3 +222,32 @@ async def test_a_worker_fetches_in_batches_and_every_job_runs_once(
     assert row["fetches"] < len(ids)  # some fetch statement took more than one job
     cur = await conn.execute("SELECT count(*) AS n FROM broseph.unstarted_jobs")
     assert (await cur.fetchone())["n"] == 0
+
+
+async def test_the_fetch_reads_its_records_by_index_not_the_whole_table(conn: Any) -> None:
+    # migrations/0042: planned for PostgreSQL's default 1,000 rows of a set-returning function,
+    # the fetch joined its few jobs to their records by a sequential scan of every record.
+    gid = await factories.group(conn)
+    await conn.execute(
+        "SELECT broseph.enqueue_many('ProcessEngagement', array_agg(jsonb_build_object("
+        " 'group_id', %s::text, 'local_date', to_char(date '2026-01-01' + n, 'YYYY-MM-DD'))))"
+        "  FROM generate_series(0, 1999) AS n",
+        (gid,),
+    )
+    await conn.execute("ANALYZE broseph.job_records")
+    cur = await conn.execute(
+        b"EXPLAIN (FORMAT JSON) " + sql.query("fetch_jobs_with_record").encode(),
+        {"queues": None, "worker_id": 1, "k": 10},
+    )
+    plan = (await cur.fetchone())["QUERY PLAN"]
+    scans = [node for node in _nodes(plan) if node.get("Relation Name") == "job_records"]
+    assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), scans
+
+
+def _nodes(tree: Any) -> list[dict[str, Any]]:
+    if isinstance(tree, list):
+        return [node for item in tree for node in _nodes(item)]
+    if isinstance(tree, dict):
+        found = [tree] if "Node Type" in tree else []
+        return found + [node for value in tree.values() for node in _nodes(value)]
+    return []

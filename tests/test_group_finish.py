@@ -192,3 +192,50 @@ async def test_the_lifecycle_writes_its_notes_in_the_finish_and_the_retry(
     assert (rows[2]["status"], rows[2]["attempts"]) == ("failed", 3)
     assert rows[2]["last_error"] == "RuntimeError: boom on attempt 3"
     assert own_writes == []  # every note went with its job's finish or retry
+
+
+async def test_a_finish_writes_each_record_once_with_its_note_and_its_end(
+    app: procrastinate.App, conn: Any
+) -> None:
+    # migrations/0043: the note and the end status in one record write (before: the note, then
+    # the trigger's end — two row versions per job), with the values the two wrote.
+    await _enqueue(conn, 3)
+    fetched = await _fetch_all(app, 3)
+    records_ = [engine.record_of(job) for job in fetched]
+    assert all(records_)
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT * FROM broseph.finish_jobs(%s, %s::public.procrastinate_job_status[],"
+            " %s, %s, %s, %s::jsonb[], %s, %s, '{}')",
+            (
+                [job.id for job in fetched],
+                ["succeeded", "failed", "aborted"],
+                [False] * 3,
+                [record.id for record in records_ if record],
+                [None, "boom", None],
+                ['{"n": 1}', None, None],
+                [60, 40, 20],
+                ["sixty", "forty", "twenty"],
+            ),
+        )
+        cur = await conn.execute(
+            "SELECT pg_stat_get_xact_tuples_updated('broseph.job_records'::regclass) AS n"
+        )
+        assert (await cur.fetchone())["n"] == 3
+    rows = await _rows(conn, [job.id for job in fetched if job.id])
+    got = [
+        (r["job_status"], r["attempts"], r["status"], r["result"], r["progress"],
+         r["progress_message"], r["last_error"])
+        for r in rows
+    ]  # fmt: skip
+    assert got == [
+        ("succeeded", 1, "completed", {"n": 1}, 100, "sixty", None),
+        ("failed", 1, "failed", None, 40, "forty", "boom"),
+        ("aborted", 1, "cancelled", None, 20, "twenty", "cancelled"),
+    ]
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM broseph.job_records WHERE id = ANY(%s)"
+        " AND finished_at IS NOT NULL AND next_attempt_at IS NULL AND attempts = 1",
+        ([record.id for record in records_ if record],),
+    )
+    assert (await cur.fetchone())["n"] == 3

@@ -1,0 +1,11 @@
+-- 0042 — The batch fetch's row estimate: broseph.fetch_jobs returns at most its limit (the
+-- worker's free slots, ten by default), not the 1,000 rows PostgreSQL assumes of a set-returning
+-- function.
+--
+-- The worker's fetch (broseph/queries/records.sql, fetch_jobs_with_record) joins the fetched jobs
+-- to their records. Planned for 1,000 jobs, that join was a hash join over a sequential scan of
+-- broseph.job_records: every fetch read every record (bench 3, 3,000 jobs: 715 sequential scans
+-- reading 2.1 million record rows), so a worker's Postgres time per job grew with the table —
+-- 4.6 ms per job at a 10,000-job backlog against raw procrastinate's 2.5 ms. Planned for a few
+-- rows, it is a nested loop over the records' unique index on procrastinate_job_id.
+ALTER FUNCTION broseph.fetch_jobs(character varying[], bigint, integer) ROWS 10;
