@@ -57,6 +57,15 @@ def friend_joined(fanout_record_id: uuid.UUID, user_id: uuid.UUID) -> str:
     return f"friend_joined:{fanout_record_id}:{user_id}"
 
 
+def quiet_member(record_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    """
+    A member's own delivery, rescheduled to the end of their quiet hours by one DeliverGroupEvent
+    (its record id): once per member per job. Also built in SQL (broseph/queries/
+    group_delivery.sql: `group_event_members`, from the key with '{user_id}' in the member's place).
+    """
+    return f"quiet:{record_id}:{user_id}"
+
+
 def quiet(record_id: uuid.UUID) -> str:
     """
     The notification a job in quiet hours re-enqueues for the window's end: once per job.

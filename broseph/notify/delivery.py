@@ -9,6 +9,9 @@ protocol around the FCM call:
     3. the FCM call
     4. `record`        one transaction: each answer, dead tokens disabled, unanswered - 1
 
+Each step is one statement for any number of notifications: SendNotification passes one, a
+DeliverGroupEvent (broseph/jobs/deliver_group_event.py) every member's of a group event.
+
 A retry (step 1 again) resends only devices whose row is `retry`, or `sending` — the worker died
 between 3 and 4, so FCM may or may not have delivered. The duplicate bound: a device is sent to
 only while `unanswered < MAX_COPIES`, so however many times workers die at that point a device
@@ -19,7 +22,7 @@ receives a notification at most MAX_COPIES (2) times; once the bound is reached 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,12 +38,13 @@ FINAL: Final = frozenset({"delivered", "dead_token", "failed", "unconfirmed"})
 
 
 @dataclass(frozen=True)
-class Plan:
+class Send:
     """
-    The devices to send to now, out of the user's live devices.
+    One request to make: a notification to one of its user's devices.
     """
 
-    targets: list[PushTarget]
+    notification_id: uuid.UUID
+    target: PushTarget
 
 
 @dataclass(frozen=True)
@@ -65,41 +69,51 @@ class Summary:
 
 
 async def plan(
-    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, user_id: uuid.UUID
-) -> Plan:
+    conn: psycopg.AsyncConnection[Any], notifications: Mapping[uuid.UUID, uuid.UUID]
+) -> list[Send]:
     """
-    Step 1: who gets a request now. Runs in the caller's transaction.
+    Step 1: who gets a request now, for every notification (id → its user id) at once. Runs in
+    the caller's transaction.
     """
+    if not notifications:
+        return []
     devices = await sql.rows(
-        conn, "delivery_devices", {"notification_id": notification_id, "user_id": user_id}
+        conn,
+        "delivery_devices",
+        {"notification_ids": list(notifications), "user_ids": list(notifications.values())},
     )
-    targets: list[PushTarget] = []
-    unconfirmed: list[uuid.UUID] = []
+    sends: list[Send] = []
+    unconfirmed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for device in devices:
         if device["status"] in FINAL:
             continue
         if device["unanswered"] >= MAX_COPIES:
             # The duplicate bound, reached without an answer: marked final, never sent again.
-            unconfirmed.append(device["device_id"])
+            unconfirmed.append((device["notification_id"], device["device_id"]))
             continue
-        targets.append(PushTarget(device["device_id"], device["kind"], device["identifier"]))
+        target = PushTarget(device["device_id"], device["kind"], device["identifier"])
+        sends.append(Send(device["notification_id"], target))
     if unconfirmed:
         await conn.execute(
             sql.query("deliveries_unconfirmed"),
-            {"notification_id": notification_id, "device_ids": unconfirmed},
+            {
+                "notification_ids": [n for n, _ in unconfirmed],
+                "device_ids": [d for _, d in unconfirmed],
+            },
         )
-    return Plan(targets=targets)
+    return sends
 
 
-async def mark_sending(
-    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, targets: Sequence[PushTarget]
-) -> None:
+async def mark_sending(conn: psycopg.AsyncConnection[Any], sends: Sequence[Send]) -> None:
     """
     Step 2: the requests about to be made. The caller commits before calling FCM.
     """
     await conn.execute(
         sql.query("deliveries_sending"),
-        {"notification_id": notification_id, "device_ids": [t.device_id for t in targets]},
+        {
+            "notification_ids": [s.notification_id for s in sends],
+            "device_ids": [s.target.device_id for s in sends],
+        },
     )
 
 
@@ -113,18 +127,18 @@ _STATUS: Final = {
 
 async def record(
     conn: psycopg.AsyncConnection[Any],
-    notification_id: uuid.UUID,
+    sends: Sequence[Send],
     results: Sequence[DeviceResult],
-) -> Summary:
+) -> None:
     """
-    Step 4: FCM's answers, dead tokens disabled; returns the notification's whole picture.
-    Runs in the caller's transaction.
+    Step 4: FCM's answers (`results[i]` answers `sends[i]`), dead tokens disabled. Runs in the
+    caller's transaction; `summaries` then gives each notification's whole picture.
     """
     if results:
         await conn.execute(
             sql.query("deliveries_outcome"),
             {
-                "notification_id": notification_id,
+                "notification_ids": [s.notification_id for s in sends],
                 "device_ids": [r.device_id for r in results],
                 "statuses": [_STATUS[r.outcome] for r in results],
                 "message_ids": [r.message_id for r in results],
@@ -141,9 +155,13 @@ async def record(
                 "reasons": [f"FCM: {r.error_code or 'dead token'}" for r in dead],
             },
         )
-    return await summary(conn, notification_id)
 
 
-async def summary(conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID) -> Summary:
-    # An aggregate: always one row.
-    return Summary(**await sql.one(conn, "delivery_summary", {"notification_id": notification_id}))
+async def summaries(
+    conn: psycopg.AsyncConnection[Any], notification_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Summary]:
+    """
+    Where each notification's deliveries stand (one statement for all of them).
+    """
+    rows = await sql.rows(conn, "delivery_summary", {"notification_ids": list(notification_ids)})
+    return {row.pop("notification_id"): Summary(**row) for row in (dict(r) for r in rows)}

@@ -1,0 +1,91 @@
+-- name: group_event_members
+-- Everything a DeliverGroupEvent decides on, for every member at once (one row per member the
+-- rule broseph.notification_recipients names; none when the group is gone): the subjects as they
+-- are now (the group's name, the prompt's text, the friend's name and membership), each member's
+-- time zone, whether the type is on, quiet hours, the notification this job already opened for
+-- them (a retry or a re-run), whether their delivery was already handed to a job of their own
+-- (quiet hours; %(quiet_key)s is that job's idempotency key with the member's id as
+-- '{user_id}': broseph.idempotency.member_key) and, for new_message, the messages they have not
+-- heard about — the rule of `new_message_summary`: from the others, newer than their previous
+-- new_message notification's coverage and their own latest message in the group, not from
+-- before they joined. A time zone PostgreSQL does not know is read as UTC.
+WITH subject AS (
+    SELECT g.id AS group_id, g.name AS group_name, pr.text AS prompt_text,
+           fp.display_name AS friend_name,
+           EXISTS (SELECT 1 FROM public.group_members f
+                    WHERE f.group_id = g.id AND f.user_id = %(friend_id)s::uuid) AS friend_is_member
+      FROM public.groups g
+      LEFT JOIN public.prompts pr ON pr.id = %(prompt_id)s::uuid AND pr.group_id = g.id
+      LEFT JOIN public.profiles fp ON fp.id = %(friend_id)s::uuid
+     WHERE g.id = %(group_id)s::uuid
+)
+SELECT s.group_name, s.prompt_text, s.friend_name, s.friend_is_member,
+       r.user_id,
+       broseph.usable_time_zone(p.time_zone) AS time_zone,
+       CASE %(type)s::text
+           WHEN 'new_message' THEN coalesce(np.new_message, true)
+           WHEN 'friend_joined' THEN coalesce(np.friend_joined, true)
+           WHEN 'new_prompt' THEN coalesce(np.new_prompt, true)
+       END AS enabled,
+       np.quiet_start, np.quiet_end,
+       n.id AS notification_id, n.status AS notification_status,
+       EXISTS (SELECT 1 FROM broseph.job_records j
+                WHERE j.idempotency_key = replace(%(quiet_key)s::text, '{user_id}', r.user_id::text))
+           AS handed_off,
+       fresh.message_count, fresh.sender_count, fresh.sender_names, fresh.newest_id,
+       fresh.newest_at
+  FROM subject s
+ CROSS JOIN LATERAL broseph.notification_recipients(s.group_id, %(type)s::text, NULL,
+                                                    %(friend_id)s::uuid) AS r
+  JOIN public.profiles p ON p.id = r.user_id
+  JOIN public.group_members gm ON gm.group_id = s.group_id AND gm.user_id = r.user_id
+  LEFT JOIN public.notification_preferences np ON np.user_id = r.user_id
+  LEFT JOIN public.notifications n ON n.record_id = %(record_id)s::uuid AND n.user_id = r.user_id
+  LEFT JOIN LATERAL (
+      SELECT coalesce(sum(x.n), 0)::int AS message_count,
+             count(*)::int AS sender_count,
+             max(x.last) AS newest_at,
+             (array_agg(x.newest_id ORDER BY x.last DESC, x.newest_id DESC))[1] AS newest_id,
+             coalesce((array_agg(sp.display_name ORDER BY x.last DESC, sp.display_name)
+                           FILTER (WHERE sp.display_name IS NOT NULL))[1:2], ARRAY[]::text[])
+                 AS sender_names
+        FROM (SELECT m.sender_id, count(*) AS n, max(m.created_at) AS last,
+                     (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))[1] AS newest_id
+                FROM public.messages m
+               WHERE %(type)s::text = 'new_message'
+                 AND m.group_id = s.group_id AND m.sender_id <> r.user_id
+                 AND m.created_at >= gm.joined_at
+                 AND m.created_at > greatest(
+                         (SELECT max(o.covered_until) FROM public.notifications o
+                           WHERE o.user_id = r.user_id AND o.group_id = s.group_id
+                             AND o.type = 'new_message'
+                             AND o.record_id IS DISTINCT FROM %(record_id)s::uuid),
+                         (SELECT max(mine.created_at) FROM public.messages mine
+                           WHERE mine.group_id = s.group_id AND mine.sender_id = r.user_id),
+                         '-infinity')
+               GROUP BY m.sender_id) AS x
+        LEFT JOIN public.profiles sp ON sp.id = x.sender_id
+  ) AS fresh ON true
+ ORDER BY r.user_id;
+
+-- name: group_notifications_open
+-- The job's notifications of many members in one statement: created on the first decision,
+-- updated by later attempts while pending (skipped ones are final). Returns the rows it wrote;
+-- a member whose notification was already finished (a re-run) is left out.
+INSERT INTO public.notifications AS n
+    (user_id, type, group_id, data, status, reason, record_id, message_count, covered_until)
+SELECT x.user_id, %(type)s, %(group_id)s, x.data, x.status, x.reason, %(record_id)s,
+       x.message_count, x.covered_until
+  FROM unnest(%(user_ids)s::uuid[], %(datas)s::jsonb[], %(statuses)s::text[], %(reasons)s::text[],
+              %(message_counts)s::int[], %(covered_untils)s::timestamptz[])
+       AS x(user_id, data, status, reason, message_count, covered_until)
+ ORDER BY x.user_id
+ON CONFLICT (record_id, user_id) DO UPDATE
+   SET data = EXCLUDED.data,
+       status = EXCLUDED.status,
+       reason = EXCLUDED.reason,
+       message_count = EXCLUDED.message_count,
+       covered_until = greatest(n.covered_until, EXCLUDED.covered_until),
+       updated_at = now()
+ WHERE n.status = 'pending'
+RETURNING n.id, n.user_id;
