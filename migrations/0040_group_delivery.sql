@@ -12,7 +12,7 @@
 
 -- One notification per member per deciding job (SendNotification: one member; DeliverGroupEvent:
 -- every member of the group).
-ALTER TABLE public.notifications DROP CONSTRAINT notifications_record_id_key;
+ALTER TABLE public.notifications DROP CONSTRAINT IF EXISTS notifications_record_id_key;
 CREATE UNIQUE INDEX notifications_record_user_idx ON public.notifications (record_id, user_id);
 
 -- broseph.notify_prompts_published(prompt ids) — the delivery of these prompts: one

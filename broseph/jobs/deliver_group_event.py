@@ -94,9 +94,7 @@ async def handle(run: JobRun, payload: DeliverGroupEvent) -> None:
                 "prompt_id": payload.prompt_id,
                 "friend_id": payload.friend_id,
                 "record_id": run.record_id,
-                "quiet_key": _own_key(run, payload, _PLACEHOLDER).replace(
-                    str(_PLACEHOLDER), "{user_id}"
-                ),
+                "quiet_key": own_key_pattern(run.record_id, payload),
             },
         )
     skips: list[_Open] = []
@@ -147,14 +145,21 @@ async def handle(run: JobRun, payload: DeliverGroupEvent) -> None:
 _PLACEHOLDER = uuid.UUID(int=0)
 
 
-def _own_key(run: JobRun, payload: DeliverGroupEvent, user_id: uuid.UUID) -> str:
+def own_key(record_id: uuid.UUID, payload: DeliverGroupEvent, user_id: uuid.UUID) -> str:
     """
-    The idempotency key of a member's own delivery (quiet hours).
+    The idempotency key of a member's own delivery (quiet hours) from the job `record_id`.
     """
     if payload.type == "new_prompt":
         assert payload.prompt_id is not None  # `requires`: validation refused it otherwise
         return idempotency.new_prompt(user_id, payload.prompt_id)  # as the per-user path's
-    return idempotency.quiet_member(run.record_id, user_id)
+    return idempotency.quiet_member(record_id, user_id)
+
+
+def own_key_pattern(record_id: uuid.UUID, payload: DeliverGroupEvent) -> str:
+    """
+    `own_key` with '{user_id}' in the member's place: the decision query fills it per member.
+    """
+    return own_key(record_id, payload, _PLACEHOLDER).replace(str(_PLACEHOLDER), "{user_id}")
 
 
 def _decide(
@@ -238,7 +243,7 @@ async def _reschedule(
             await enqueue.enqueue_many(
                 conn,
                 [SendNotification(user_id=u, type=payload.type, data=data) for u in users],
-                idempotency_keys=[_own_key(run, payload, u) for u in users],
+                idempotency_keys=[own_key(run.record_id, payload, u) for u in users],
                 run_at=until,
                 source="quiet_hours",
             )
