@@ -1,5 +1,5 @@
 """
-How much the notification triggers (migrations/0007) add to the inserting transaction.
+How much the notification triggers (migrations/0040) add to the inserting transaction.
 
 One transaction (INSERT + COMMIT) into a group, timed against the same statement with the
 notification trigger disabled — the baseline, measured in the same process on the same database,
@@ -11,13 +11,12 @@ engagement trigger of 0005 stays on in both):
     member joins                friend_joined for every member already there
     prompt stored               new_prompt for every member
 
-for a group of --members (1,000: above the inline limit, so ONE NotifyMembers fan-out job is
-enqueued and the worker makes the per-member jobs) and a group just inside
-broseph.notify_inline_max() (newcomer included: the largest group whose per-member
-SendNotification jobs are all made inside the transaction — the most the inline path costs).
+for groups of 6, 600 and 6,000 members (smoke: 6, 60 and 600). Each event enqueues ONE
+DeliverGroupEvent whatever the group's size (a coalesced message: none), so the cost per event is
+flat in group size; the job notifies every member in the worker (bench/wave.py measures that).
 
-    python -m bench.notify_trigger                 # 1,000 members, 30 runs each
-    python -m bench.notify_trigger --smoke         # 50 members, 3 runs: does it run at all
+    python -m bench.notify_trigger                 # 6, 600, 6,000 members, 30 runs each
+    python -m bench.notify_trigger --smoke         # 6, 60, 600 members, 3 runs: does it run at all
 
 Standalone it needs DATABASE_URL or TEST_DATABASE_URL (a server where it may create a database),
 creates a throwaway database and drops it afterwards, and prints its own table. It is also a
@@ -42,7 +41,7 @@ import psycopg
 import typer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.harness import Context, Metric, Repetition, Sample
+from bench.harness import Context, Metric, Repetition, Sample, at_most
 from broseph import migrate
 
 TRIGGERS = {
@@ -56,7 +55,7 @@ TRIGGERS = {
 class Result:
     group: str
     scenario: str
-    jobs: int  # notification jobs the transaction enqueued (SendNotification + NotifyMembers)
+    jobs: int  # notification jobs the transaction enqueued (DeliverGroupEvent, and any other)
     median_ms: float
     p95_ms: float
     base_median_ms: float
@@ -171,7 +170,7 @@ def clear_jobs(conn: psycopg.Connection[Any]) -> None:
 def notification_jobs(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT count(*) FROM broseph.job_records"
-        " WHERE job_type IN ('SendNotification', 'NotifyMembers')"
+        " WHERE job_type IN ('DeliverGroupEvent', 'SendNotification', 'NotifyMembers')"
     )
     return int(_one(row))
 
@@ -238,26 +237,28 @@ def _p95(samples: list[float]) -> float:
     return sorted(samples)[max(0, round(0.95 * len(samples)) - 1)]
 
 
-def measure_all(url: str, *, members: int, repeats: int) -> list[Result]:
+SIZES = (6, 600, 6000)
+SMOKE_SIZES = (6, 60, 600)
+
+
+def measure_all(url: str, *, sizes: tuple[int, ...], repeats: int) -> list[Result]:
     """
-    Every scenario for the large group and the inline-limit group, on a migrated database.
+    Every scenario for each group size, on a migrated database.
     """
     with psycopg.connect(url) as conn:
-        inline_max = _one(conn.execute("SELECT broseph.notify_inline_max()"))
         results = []
-        # inline_max - 1: with a newcomer the group is exactly at the limit.
-        for size in (members, inline_max - 1):
+        for size in sizes:
             results += scenarios(conn, Group(conn, size), repeats)
         return results
 
 
-def run(server_url: str, *, members: int, repeats: int) -> list[Result]:
+def run(server_url: str, *, sizes: tuple[int, ...], repeats: int) -> list[Result]:
     """
     The measurements, on a throwaway database of the server at `server_url`.
     """
     with scratch_database(server_url) as url:
         asyncio.run(migrate.migrate(url))
-        return measure_all(url, members=members, repeats=repeats)
+        return measure_all(url, sizes=sizes, repeats=repeats)
 
 
 # --- as one of `python -m bench`'s benchmarks (bench/harness.py) -----------------------------
@@ -270,8 +271,8 @@ _SCENARIOS = (
     ("member_joins", "member joins"),
     ("prompt_stored", "prompt stored"),
 )
-_GROUPS = (("large", "1,000-member group"), ("inline", "group at the inline limit"))
-metrics = tuple(
+_GROUPS = (("small", "small group"), ("medium", "medium group"), ("large", "large group"))
+_PER_SCENARIO = tuple(
     Metric(
         f"notify_{group}_{key}",
         f"(9) {label}: {name}, INSERT + COMMIT",
@@ -282,43 +283,67 @@ metrics = tuple(
     for group, label in _GROUPS
     for key, name in _SCENARIOS
 )
+metrics = (
+    *_PER_SCENARIO,
+    Metric(
+        "notify_flatness",
+        "(9) flatness: the large group's INSERT + COMMIT ÷ the small group's, worst scenario",
+        "ratio",
+        target=at_most(1.5),
+        decimals=2,
+    ),
+    Metric(
+        "notify_jobs_per_event",
+        "(9) jobs enqueued per event, largest of any scenario",
+        "count",
+        target=at_most(1),
+    ),
+)
 
 
 async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
-    members = ctx.size(full=1000, smoke=50)
+    sizes = SMOKE_SIZES if ctx.smoke else SIZES
     runs = ctx.size(full=15, smoke=2)
     ctx.note(
-        f"(9) large group: {members:,} members; inline group: notify_inline_max() members with "
-        f"the newcomer; {runs} alternating runs per side per repetition, medians."
+        f"(9) groups of {', '.join(f'{n:,}' for n in sizes)} members (small, medium, large); "
+        f"{runs} alternating runs per side per repetition, medians."
     )
     for _ in range(ctx.reps):
         await ctx.db.reset()
-        results = await asyncio.to_thread(measure_all, ctx.db.url, members=members, repeats=runs)
+        results = await asyncio.to_thread(measure_all, ctx.db.url, sizes=sizes, repeats=runs)
         keys = [f"notify_{group}_{key}" for group, _ in _GROUPS for key, _ in _SCENARIOS]
-        yield {
+        sample: Repetition = {
             key: Sample(r.median_ms, r.base_median_ms) for key, r in zip(keys, results, strict=True)
         }
+        n = len(_SCENARIOS)
+        small, large = results[:n], results[-n:]
+        sample["notify_flatness"] = Sample(
+            max(lg.median_ms / sm.median_ms for sm, lg in zip(small, large, strict=True))
+        )
+        sample["notify_jobs_per_event"] = Sample(float(max(r.jobs for r in results)))
+        yield sample
 
 
 def table(results: list[Result], *, repeats: int) -> str:
     lines = [
         "Notification triggers: INSERT + COMMIT of one row, with the trigger vs the same "
         f"statement without it ({repeats} runs each, alternating)",
-        f"{'group':<13} {'scenario':<26} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}"
+        f"{'group':<14} {'scenario':<26} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}"
         f" {'baseline ms':>12} {'ratio':>6}",
     ]
     for r in results:
         lines.append(
-            f"{r.group:<13} {r.scenario:<26} {r.jobs:>5} {r.median_ms:>10.2f} {r.p95_ms:>8.2f}"
+            f"{r.group:<14} {r.scenario:<26} {r.jobs:>5} {r.median_ms:>10.2f} {r.p95_ms:>8.2f}"
             f" {r.base_median_ms:>12.2f} {r.ratio:>6.2f}"
         )
     return "\n".join(lines)
 
 
 def main(
-    members: Annotated[int, typer.Option(help="Members of the large group.")] = 1000,
     repeats: Annotated[int, typer.Option(help="Timed runs per scenario (each side).")] = 30,
-    smoke: Annotated[bool, typer.Option(help="50 members, 3 runs: checks it runs.")] = False,
+    smoke: Annotated[
+        bool, typer.Option(help="6, 60, 600 members, 3 runs: checks it runs.")
+    ] = False,
 ) -> None:
     """
     Time the inserting transaction with and without the notification triggers.
@@ -326,9 +351,10 @@ def main(
     url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not url:
         raise typer.BadParameter("set DATABASE_URL or TEST_DATABASE_URL")
+    sizes = SIZES
     if smoke:
-        members, repeats = 50, 3
-    typer.echo(table(run(url, members=members, repeats=repeats), repeats=repeats))
+        sizes, repeats = SMOKE_SIZES, 3
+    typer.echo(table(run(url, sizes=sizes, repeats=repeats), repeats=repeats))
 
 
 if __name__ == "__main__":

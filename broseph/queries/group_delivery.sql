@@ -18,10 +18,22 @@ WITH subject AS (
       LEFT JOIN public.prompts pr ON pr.id = %(prompt_id)s::uuid AND pr.group_id = g.id
       LEFT JOIN public.profiles fp ON fp.id = %(friend_id)s::uuid
      WHERE g.id = %(group_id)s::uuid
+), members AS (
+    SELECT s.*, r.user_id, coalesce(p.time_zone, '') AS zone, gm.joined_at
+      FROM subject s
+     CROSS JOIN LATERAL broseph.notification_recipients(s.group_id, %(type)s::text, NULL,
+                                                        %(friend_id)s::uuid) AS r
+      JOIN public.profiles p ON p.id = r.user_id
+      JOIN public.group_members gm ON gm.group_id = s.group_id AND gm.user_id = r.user_id
+), zones AS MATERIALIZED (
+    -- Once per zone, not per member (MATERIALIZED: not inlined into the per-member join): the
+    -- check may read pg_timezone_names.
+    SELECT z.zone, broseph.usable_time_zone(z.zone) AS usable
+      FROM (SELECT DISTINCT zone FROM members) AS z
 )
-SELECT s.group_name, s.prompt_text, s.friend_name, s.friend_is_member,
-       r.user_id,
-       broseph.usable_time_zone(p.time_zone) AS time_zone,
+SELECT m.group_name, m.prompt_text, m.friend_name, m.friend_is_member,
+       m.user_id,
+       z.usable AS time_zone,
        CASE %(type)s::text
            WHEN 'new_message' THEN coalesce(np.new_message, true)
            WHEN 'friend_joined' THEN coalesce(np.friend_joined, true)
@@ -30,17 +42,14 @@ SELECT s.group_name, s.prompt_text, s.friend_name, s.friend_is_member,
        np.quiet_start, np.quiet_end,
        n.id AS notification_id, n.status AS notification_status,
        EXISTS (SELECT 1 FROM broseph.job_records j
-                WHERE j.idempotency_key = replace(%(quiet_key)s::text, '{user_id}', r.user_id::text))
+                WHERE j.idempotency_key = replace(%(quiet_key)s::text, '{user_id}', m.user_id::text))
            AS handed_off,
        fresh.message_count, fresh.sender_count, fresh.sender_names, fresh.newest_id,
        fresh.newest_at
-  FROM subject s
- CROSS JOIN LATERAL broseph.notification_recipients(s.group_id, %(type)s::text, NULL,
-                                                    %(friend_id)s::uuid) AS r
-  JOIN public.profiles p ON p.id = r.user_id
-  JOIN public.group_members gm ON gm.group_id = s.group_id AND gm.user_id = r.user_id
-  LEFT JOIN public.notification_preferences np ON np.user_id = r.user_id
-  LEFT JOIN public.notifications n ON n.record_id = %(record_id)s::uuid AND n.user_id = r.user_id
+  FROM members m
+  JOIN zones z ON z.zone = m.zone
+  LEFT JOIN public.notification_preferences np ON np.user_id = m.user_id
+  LEFT JOIN public.notifications n ON n.record_id = %(record_id)s::uuid AND n.user_id = m.user_id
   LEFT JOIN LATERAL (
       SELECT coalesce(sum(x.n), 0)::int AS message_count,
              count(*)::int AS sender_count,
@@ -49,24 +58,24 @@ SELECT s.group_name, s.prompt_text, s.friend_name, s.friend_is_member,
              coalesce((array_agg(sp.display_name ORDER BY x.last DESC, sp.display_name)
                            FILTER (WHERE sp.display_name IS NOT NULL))[1:2], ARRAY[]::text[])
                  AS sender_names
-        FROM (SELECT m.sender_id, count(*) AS n, max(m.created_at) AS last,
-                     (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))[1] AS newest_id
-                FROM public.messages m
+        FROM (SELECT f.sender_id, count(*) AS n, max(f.created_at) AS last,
+                     (array_agg(f.id ORDER BY f.created_at DESC, f.id DESC))[1] AS newest_id
+                FROM public.messages f
                WHERE %(type)s::text = 'new_message'
-                 AND m.group_id = s.group_id AND m.sender_id <> r.user_id
-                 AND m.created_at >= gm.joined_at
-                 AND m.created_at > greatest(
+                 AND f.group_id = m.group_id AND f.sender_id <> m.user_id
+                 AND f.created_at >= m.joined_at
+                 AND f.created_at > greatest(
                          (SELECT max(o.covered_until) FROM public.notifications o
-                           WHERE o.user_id = r.user_id AND o.group_id = s.group_id
+                           WHERE o.user_id = m.user_id AND o.group_id = m.group_id
                              AND o.type = 'new_message'
                              AND o.record_id IS DISTINCT FROM %(record_id)s::uuid),
                          (SELECT max(mine.created_at) FROM public.messages mine
-                           WHERE mine.group_id = s.group_id AND mine.sender_id = r.user_id),
+                           WHERE mine.group_id = m.group_id AND mine.sender_id = m.user_id),
                          '-infinity')
-               GROUP BY m.sender_id) AS x
+               GROUP BY f.sender_id) AS x
         LEFT JOIN public.profiles sp ON sp.id = x.sender_id
   ) AS fresh ON true
- ORDER BY r.user_id;
+ ORDER BY m.user_id;
 
 -- name: group_notifications_open
 -- The job's notifications of many members in one statement: created on the first decision,
