@@ -36,8 +36,10 @@ BEGIN
                    'new_prompt:' || p.id::text AS key
               FROM public.prompts p
              WHERE p.id = ANY (p_prompt_ids)
-               AND EXISTS (SELECT 1 FROM broseph.notification_recipients(p.group_id, 'new_prompt')))
-           AS t;
+               -- broseph.notification_recipients(group, 'new_prompt') is not empty, asked as an
+               -- index probe: the function (not inlined) would list every member first.
+               AND EXISTS (SELECT 1 FROM public.group_members gm
+                            WHERE gm.group_id = p.group_id AND NOT gm.muted)) AS t;
     PERFORM broseph.enqueue_many('DeliverGroupEvent', params, keys, NULL, 0, 'trigger');
 END;
 $$;
@@ -56,7 +58,7 @@ END;
 $$;
 
 -- new_message: one DeliverGroupEvent per group of the statement that has anyone to tell (a
--- member other than a sender), debounced by the type's coalesce_delay. Groups whose delivery is
+-- member other than its senders), debounced by the type's coalesce_delay. Groups whose delivery is
 -- still pending are filtered out first (one index probe per group), so a burst leaves ONE pending
 -- job per group; enqueue_many's own coalescing settles any race. The job counts, per member, the
 -- messages they have not heard about.
@@ -75,11 +77,13 @@ BEGIN
                            jsonb_build_object('group_id', g.group_id, 'type', 'new_message')
                                AS params
                       FROM (SELECT DISTINCT group_id FROM new_messages) AS g
+                     -- Someone to tell (broseph.notification_recipients' rule, as a probe that
+                     -- stops at the first member): a member, not muted, who sent none of them.
                      WHERE EXISTS (
-                               SELECT 1 FROM new_messages m
-                                CROSS JOIN LATERAL broseph.notification_recipients(
-                                          m.group_id, 'new_message', m.sender_id) AS r
-                                WHERE m.group_id = g.group_id)) AS t
+                               SELECT 1 FROM public.group_members gm
+                                WHERE gm.group_id = g.group_id AND NOT gm.muted
+                                  AND gm.user_id NOT IN (SELECT m.sender_id FROM new_messages m
+                                                          WHERE m.group_id = g.group_id))) AS t
              WHERE NOT EXISTS (
                        SELECT 1 FROM broseph.job_records r
                         WHERE r.coalesce_key = broseph.field_key(jt.name, jt.coalesce_fields, t.params)
