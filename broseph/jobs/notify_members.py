@@ -1,6 +1,10 @@
 """
 NotifyMembers: one SendNotification for every member of a large group, from the worker.
 
+Retired by migrations/0040: the triggers enqueue one DeliverGroupEvent per group event
+(broseph/jobs/deliver_group_event.py) whatever the group's size. The type stays in the catalogue
+so NotifyMembers jobs queued before the upgrade still run, as below.
+
 The triggers of migrations/0007 notify the members of a group in the inserting transaction only
 up to `broseph.notify_inline_max()` members; beyond that each enqueue would lengthen a client's
 INSERT, so they enqueue this one job instead (in the same transaction, so the notifications are

@@ -1,10 +1,11 @@
 """
 SendNotification: one push notification to every live device of one user.
 
-Producers: the triggers of migrations/0007 (new_message, friend_joined, new_prompt — in the same
-transaction as the message, member or prompt; for groups over `broseph.notify_inline_max()`
-members through one NotifyMembers fan-out job, broseph/jobs/notify_members.py), the
-`prompt_reminders` periodic task below, and anything else through `broseph.enqueue`. The
+Producers: the `prompt_reminders` periodic task below; a group delivery
+(broseph/jobs/deliver_group_event.py) rescheduling a member in quiet hours to the end of their
+window; NotifyMembers jobs still queued from before migrations/0040 (the triggers now enqueue one
+DeliverGroupEvent per group event instead of a SendNotification per member); and anything else
+through `broseph.enqueue`. The
 payload names the user, the type and the subjects' ids; everything the push says is read from
 the database when the job runs.
 
