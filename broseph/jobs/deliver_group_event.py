@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from broseph import db, enqueue, idempotency, sql
 from broseph.errors import RetryableJobError
+from broseph.jobs import send_notification
 from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Requires
 from broseph.jobs.send_notification import (
     NotificationData,
@@ -203,29 +203,13 @@ async def _open(
     Store these members' notifications in one statement; user id → notification id of those
     written (a member whose notification was already final is left out).
     """
-    rows = await sql.rows(
+    return await delivery.open_notifications(
         conn,
-        "group_notifications_open",
-        {
-            "type": payload.type,
-            "group_id": payload.group_id,
-            "record_id": run.record_id,
-            "user_ids": [o.user_id for o in opens],
-            "datas": [
-                Jsonb(o.decision.data if isinstance(o.decision, content.Content) else {})
-                for o in opens
-            ],
-            "statuses": [
-                "skipped" if isinstance(o.decision, content.Skip) else "pending" for o in opens
-            ],
-            "reasons": [
-                o.decision.reason if isinstance(o.decision, content.Skip) else None for o in opens
-            ],
-            "message_counts": [o.decision.message_count for o in opens],
-            "covered_untils": [o.decision.covered_until for o in opens],
-        },
+        record_id=run.record_id,
+        type=payload.type,
+        group_id=payload.group_id,
+        decisions=[(o.user_id, o.decision) for o in opens],
     )
-    return {row["user_id"]: row["id"] for row in rows}
 
 
 async def _reschedule(
@@ -326,9 +310,9 @@ JOB = JobType(
     handle=handle,
     queue="notifications",
     # SendNotification's policy: about ten minutes of FCM quota or outage before giving up.
-    max_attempts=8,
-    backoff_base_seconds=5.0,
-    backoff_cap_seconds=300.0,
+    max_attempts=send_notification.JOB.max_attempts,
+    backoff_base_seconds=send_notification.JOB.backoff_base_seconds,
+    backoff_cap_seconds=send_notification.JOB.backoff_cap_seconds,
     uses=frozenset({"push"}),
     description="The push notifications of one group event (new messages, a member joining, a"
     " new prompt) to every member at once: one decision query, one send_each per 500 devices,"

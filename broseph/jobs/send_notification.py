@@ -43,7 +43,6 @@ from typing import Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from broseph import budgets, db, enqueue, idempotency, sql
@@ -196,23 +195,14 @@ async def _open(
     """
     This job's notification row (created, or updated while pending); None if already finished.
     """
-    skipped = isinstance(decision, content.Skip)
-    opened = await sql.value(
+    opened = await delivery.open_notifications(
         conn,
-        "notification_open",
-        {
-            "user_id": payload.user_id,
-            "type": payload.type,
-            "group_id": payload.data.group_id,
-            "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
-            "status": "skipped" if skipped else "pending",
-            "reason": decision.reason if isinstance(decision, content.Skip) else None,
-            "record_id": run.record_id,
-            "message_count": decision.message_count,
-            "covered_until": decision.covered_until,
-        },
+        record_id=run.record_id,
+        type=payload.type,
+        group_id=payload.data.group_id,
+        decisions=[(payload.user_id, decision)],
     )
-    return uuid.UUID(str(opened)) if opened else None
+    return opened.get(payload.user_id)
 
 
 async def _skip(run: JobRun, payload: SendNotification, decision: content.Skip) -> None:

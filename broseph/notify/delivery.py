@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from broseph import sql
+from broseph.notify import content
 from broseph.providers.push import DeviceResult, Outcome, PushTarget
 
 # At most this many copies of one notification reach one device, crashes included.
@@ -66,6 +68,42 @@ class Summary:
         Devices that have (or, unconfirmed, very probably have) the notification.
         """
         return self.delivered + self.unconfirmed
+
+
+async def open_notifications(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    record_id: uuid.UUID,
+    type: str,
+    group_id: uuid.UUID | None,
+    decisions: Sequence[tuple[uuid.UUID, content.Content | content.Skip]],
+) -> dict[uuid.UUID, uuid.UUID]:
+    """
+    The job's notifications of these users (user id, decision) in one statement: skipped with
+    the reason, or pending with the content's data; created on the first decision, updated by
+    later attempts while pending. User id → notification id of those written (a user whose
+    notification was already final, a re-run, is left out).
+    """
+    rows = await sql.rows(
+        conn,
+        "notifications_open",
+        {
+            "type": type,
+            "group_id": group_id,
+            "record_id": record_id,
+            "user_ids": [user for user, _ in decisions],
+            "datas": [
+                Jsonb(d.data if isinstance(d, content.Content) else {}) for _, d in decisions
+            ],
+            "statuses": [
+                "skipped" if isinstance(d, content.Skip) else "pending" for _, d in decisions
+            ],
+            "reasons": [d.reason if isinstance(d, content.Skip) else None for _, d in decisions],
+            "message_counts": [d.message_count for _, d in decisions],
+            "covered_untils": [d.covered_until for _, d in decisions],
+        },
+    )
+    return {row["user_id"]: row["id"] for row in rows}
 
 
 async def plan(

@@ -76,25 +76,3 @@ SELECT m.group_name, m.prompt_text, m.friend_name, m.friend_is_member,
         LEFT JOIN public.profiles sp ON sp.id = x.sender_id
   ) AS fresh ON true
  ORDER BY m.user_id;
-
--- name: group_notifications_open
--- The job's notifications of many members in one statement: created on the first decision,
--- updated by later attempts while pending (skipped ones are final). Returns the rows it wrote;
--- a member whose notification was already finished (a re-run) is left out.
-INSERT INTO public.notifications AS n
-    (user_id, type, group_id, data, status, reason, record_id, message_count, covered_until)
-SELECT x.user_id, %(type)s, %(group_id)s, x.data, x.status, x.reason, %(record_id)s,
-       x.message_count, x.covered_until
-  FROM unnest(%(user_ids)s::uuid[], %(datas)s::jsonb[], %(statuses)s::text[], %(reasons)s::text[],
-              %(message_counts)s::int[], %(covered_untils)s::timestamptz[])
-       AS x(user_id, data, status, reason, message_count, covered_until)
- ORDER BY x.user_id
-ON CONFLICT (record_id, user_id) DO UPDATE
-   SET data = EXCLUDED.data,
-       status = EXCLUDED.status,
-       reason = EXCLUDED.reason,
-       message_count = EXCLUDED.message_count,
-       covered_until = greatest(n.covered_until, EXCLUDED.covered_until),
-       updated_at = now()
- WHERE n.status = 'pending'
-RETURNING n.id, n.user_id;

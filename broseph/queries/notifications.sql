@@ -72,13 +72,19 @@ SELECT p.display_name,
   FROM public.profiles p
  WHERE p.id = %(friend_id)s;
 
--- name: notification_open
--- This job's notification, created on its first decision and updated by later attempts while it
--- is pending. Returns nothing when it was already finished (a re-run after a crash).
+-- name: notifications_open
+-- A job's notifications of one user (SendNotification) or many (DeliverGroupEvent) in one
+-- statement: created on the first decision, updated by later attempts while pending (skipped ones
+-- are final). Returns the rows it wrote; a user whose notification was already finished (a
+-- re-run) is left out.
 INSERT INTO public.notifications AS n
     (user_id, type, group_id, data, status, reason, record_id, message_count, covered_until)
-VALUES (%(user_id)s, %(type)s, %(group_id)s, %(data)s, %(status)s, %(reason)s, %(record_id)s,
-        %(message_count)s, %(covered_until)s)
+SELECT x.user_id, %(type)s, %(group_id)s, x.data, x.status, x.reason, %(record_id)s,
+       x.message_count, x.covered_until
+  FROM unnest(%(user_ids)s::uuid[], %(datas)s::jsonb[], %(statuses)s::text[], %(reasons)s::text[],
+              %(message_counts)s::int[], %(covered_untils)s::timestamptz[])
+       AS x(user_id, data, status, reason, message_count, covered_until)
+ ORDER BY x.user_id
 ON CONFLICT (record_id, user_id) DO UPDATE
    SET data = EXCLUDED.data,
        status = EXCLUDED.status,
@@ -87,7 +93,7 @@ ON CONFLICT (record_id, user_id) DO UPDATE
        covered_until = greatest(n.covered_until, EXCLUDED.covered_until),
        updated_at = now()
  WHERE n.status = 'pending'
-RETURNING id, status;
+RETURNING n.id, n.user_id;
 
 -- name: notification_finish
 -- The notifications' outcomes (sent, failed, or still pending with the reason of the retry), one
