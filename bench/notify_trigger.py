@@ -35,7 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, LiteralString
 
 import psycopg
 import typer
@@ -62,18 +62,12 @@ class Result:
     # The INSERT alone (before COMMIT, whose WAL flush is the same for both and noisy), medians.
     statement_ms: float
     base_statement_ms: float
+    # The notify trigger's own time (EXPLAIN ANALYZE), median.
+    trigger_ms: float
 
     @property
     def ratio(self) -> float:
         return self.median_ms / self.base_median_ms
-
-    @property
-    def added_ms(self) -> float:
-        """
-        What the trigger adds to the INSERT (medians; the COMMIT is left out: its WAL flush
-        dominates and varies with the machine's load, not with the trigger).
-        """
-        return self.statement_ms - self.base_statement_ms
 
 
 @contextmanager
@@ -100,6 +94,10 @@ class Group:
         self.size = size
         self._day = datetime.date(2000, 1, 1)
         self._newcomer: uuid.UUID | None = None
+        # Set: the statements run under EXPLAIN ANALYZE and keep the notify trigger's own time
+        # (the server's measure, free of the client's and the COMMIT's noise).
+        self.explain = False
+        self.trigger_ms: list[float] = []
         set_trigger(conn, "group_members", enabled=False)
         row = conn.execute("INSERT INTO public.groups (name) VALUES ('Bench') RETURNING id")
         self.id = _one(row)
@@ -118,8 +116,17 @@ class Group:
         conn.commit()
         set_trigger(conn, "group_members", enabled=True)
 
+    def _run(self, statement: LiteralString, params: tuple[Any, ...]) -> None:
+        if not self.explain:
+            self.conn.execute(statement, params)
+            return
+        plan = _one(self.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params))
+        self.trigger_ms += [
+            float(t["Time"]) for t in plan[0]["Triggers"] if t["Trigger Name"] in TRIGGERS.values()
+        ]
+
     def message(self) -> None:
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.messages (group_id, sender_id, body) VALUES (%s, %s, 'bench')",
             (self.id, self.members[0]),
         )
@@ -152,14 +159,14 @@ class Group:
             self._newcomer = None
 
     def join(self) -> None:
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
             (self.id, self._newcomer),
         )
 
     def prompt(self) -> None:
         self._day += datetime.timedelta(days=1)
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.prompts (group_id, local_date, text, category, source)"
             " VALUES (%s, %s, 'Bench prompt?', 'bench', 'manual')",
             (self.id, self._day),
@@ -194,14 +201,16 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
 
 def measure(
     conn: psycopg.Connection[Any],
+    group: Group,
     table: str,
     statement: Callable[[], None],
     before: Callable[[], None],
     repeats: int,
-) -> tuple[list[float], list[float], list[float], list[float], int]:
+) -> tuple[list[float], list[float], list[float], list[float], list[float], int]:
     """
-    (with-trigger ms, baseline ms, the same two of the INSERT alone, jobs per run): INSERT +
-    COMMIT, the two alternating.
+    (with-trigger ms, baseline ms, the same two of the INSERT alone, the notify trigger's own
+    time by EXPLAIN ANALYZE, jobs per run): INSERT + COMMIT, the two alternating; then as many
+    runs under EXPLAIN ANALYZE.
     """
     timed: dict[bool, list[float]] = {True: [], False: []}
     alone: dict[bool, list[float]] = {True: [], False: []}
@@ -220,7 +229,13 @@ def measure(
             if enabled:
                 jobs = notification_jobs(conn) - start_jobs
     set_trigger(conn, table, enabled=True)
-    return timed[True], timed[False], alone[True], alone[False], jobs
+    group.explain, group.trigger_ms = True, []
+    for _ in range(repeats):
+        before()
+        statement()
+        conn.commit()
+    group.explain = False
+    return timed[True], timed[False], alone[True], alone[False], group.trigger_ms, jobs
 
 
 def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list[Result]:
@@ -233,8 +248,8 @@ def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list
     ]
     results = []
     for name, table, statement, before in runs:
-        with_trigger, base, statement_with, statement_base, jobs = measure(
-            conn, table, statement, before, repeats
+        with_trigger, base, statement_with, statement_base, trigger, jobs = measure(
+            conn, group, table, statement, before, repeats
         )
         group.leave()
         results.append(
@@ -247,6 +262,7 @@ def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list
                 statistics.median(base),
                 statistics.median(statement_with),
                 statistics.median(statement_base),
+                statistics.median(trigger),
             )
         )
     return results
@@ -302,12 +318,22 @@ _PER_SCENARIO = tuple(
     for group, label in _GROUPS
     for key, name in _SCENARIOS
 )
+_TRIGGER_TIME = tuple(
+    Metric(
+        f"notify_{group}_trigger",
+        f"(9) {label}: the notify trigger's own time (EXPLAIN ANALYZE), slowest scenario",
+        "ms",
+        decimals=2,
+    )
+    for group, label in _GROUPS
+)
 metrics = (
     *_PER_SCENARIO,
+    *_TRIGGER_TIME,
     Metric(
         "notify_growth",
-        "(9) flatness: what the trigger adds to the INSERT, large group − small group, worst"
-        " scenario",
+        "(9) flatness: the notify trigger's own time (EXPLAIN ANALYZE), large group − small"
+        " group, worst scenario",
         "ms",
         target=at_most(1, "ms"),
         decimals=2,
@@ -337,8 +363,11 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
         }
         n = len(_SCENARIOS)
         small, large = results[:n], results[-n:]
+        for index, (group, _) in enumerate(_GROUPS):
+            own = results[index * n : (index + 1) * n]
+            sample[f"notify_{group}_trigger"] = Sample(max(r.trigger_ms for r in own))
         sample["notify_growth"] = Sample(
-            max(lg.added_ms - sm.added_ms for sm, lg in zip(small, large, strict=True))
+            max(lg.trigger_ms - sm.trigger_ms for sm, lg in zip(small, large, strict=True))
         )
         sample["notify_jobs_per_event"] = Sample(float(max(r.jobs for r in results)))
         yield sample
