@@ -41,8 +41,12 @@ SELECT m.group_name, m.prompt_text, m.friend_name, m.friend_is_member,
        END AS enabled,
        np.quiet_start, np.quiet_end,
        n.id AS notification_id, n.status AS notification_status,
+       -- OFFSET 0: one index probe per member. Without it the planner may turn the EXISTS into
+       -- a hashed subplan over every job record (it cannot see how few members there are), one
+       -- scan of the whole table per delivery: CPU that grows with the queue.
        EXISTS (SELECT 1 FROM broseph.job_records j
-                WHERE j.idempotency_key = replace(%(quiet_key)s::text, '{user_id}', m.user_id::text))
+                WHERE j.idempotency_key = replace(%(quiet_key)s::text, '{user_id}', m.user_id::text)
+               OFFSET 0)
            AS handed_off,
        fresh.message_count, fresh.sender_count, fresh.sender_names, fresh.newest_id,
        fresh.newest_at
