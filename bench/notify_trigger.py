@@ -1,5 +1,5 @@
 """
-How much the notification triggers (migrations/0007) add to the inserting transaction.
+How much the notification triggers (migrations/0040) add to the inserting transaction.
 
 One transaction (INSERT + COMMIT) into a group, timed against the same statement with the
 notification trigger disabled — the baseline, measured in the same process on the same database,
@@ -11,13 +11,12 @@ engagement trigger of 0005 stays on in both):
     member joins                friend_joined for every member already there
     prompt stored               new_prompt for every member
 
-for a group of --members (1,000: above the inline limit, so ONE NotifyMembers fan-out job is
-enqueued and the worker makes the per-member jobs) and a group just inside
-broseph.notify_inline_max() (newcomer included: the largest group whose per-member
-SendNotification jobs are all made inside the transaction — the most the inline path costs).
+for groups of 6, 600 and 6,000 members (smoke: 6, 60 and 600). Each event enqueues ONE
+DeliverGroupEvent whatever the group's size (a coalesced message: none), so the cost per event is
+flat in group size; the job notifies every member in the worker (bench/wave.py measures that).
 
-    python -m bench.notify_trigger                 # 1,000 members, 30 runs each
-    python -m bench.notify_trigger --smoke         # 50 members, 3 runs: does it run at all
+    python -m bench.notify_trigger                 # 6, 600, 6,000 members, 30 runs each
+    python -m bench.notify_trigger --smoke         # 6, 60, 600 members, 3 runs: does it run at all
 
 Standalone it needs DATABASE_URL or TEST_DATABASE_URL (a server where it may create a database),
 creates a throwaway database and drops it afterwards, and prints its own table. It is also a
@@ -36,13 +35,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, LiteralString
 
 import psycopg
 import typer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.harness import Context, Metric, Repetition, Sample
+from bench.harness import Context, Metric, Repetition, Sample, at_most
 from broseph import migrate
 
 TRIGGERS = {
@@ -56,10 +55,15 @@ TRIGGERS = {
 class Result:
     group: str
     scenario: str
-    jobs: int  # notification jobs the transaction enqueued (SendNotification + NotifyMembers)
+    jobs: int  # notification jobs the transaction enqueued (DeliverGroupEvent, and any other)
     median_ms: float
     p95_ms: float
     base_median_ms: float
+    # The INSERT alone (before COMMIT, whose WAL flush is the same for both and noisy), medians.
+    statement_ms: float
+    base_statement_ms: float
+    # The notify trigger's own time (EXPLAIN ANALYZE), median.
+    trigger_ms: float
 
     @property
     def ratio(self) -> float:
@@ -90,6 +94,10 @@ class Group:
         self.size = size
         self._day = datetime.date(2000, 1, 1)
         self._newcomer: uuid.UUID | None = None
+        # Set: the statements run under EXPLAIN ANALYZE and keep the notify trigger's own time
+        # (the server's measure, free of the client's and the COMMIT's noise).
+        self.explain = False
+        self.trigger_ms: list[float] = []
         set_trigger(conn, "group_members", enabled=False)
         row = conn.execute("INSERT INTO public.groups (name) VALUES ('Bench') RETURNING id")
         self.id = _one(row)
@@ -108,8 +116,17 @@ class Group:
         conn.commit()
         set_trigger(conn, "group_members", enabled=True)
 
+    def _run(self, statement: LiteralString, params: tuple[Any, ...]) -> None:
+        if not self.explain:
+            self.conn.execute(statement, params)
+            return
+        plan = _one(self.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params))
+        self.trigger_ms += [
+            float(t["Time"]) for t in plan[0]["Triggers"] if t["Trigger Name"] in TRIGGERS.values()
+        ]
+
     def message(self) -> None:
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.messages (group_id, sender_id, body) VALUES (%s, %s, 'bench')",
             (self.id, self.members[0]),
         )
@@ -142,14 +159,14 @@ class Group:
             self._newcomer = None
 
     def join(self) -> None:
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.group_members (group_id, user_id) VALUES (%s, %s)",
             (self.id, self._newcomer),
         )
 
     def prompt(self) -> None:
         self._day += datetime.timedelta(days=1)
-        self.conn.execute(
+        self._run(
             "INSERT INTO public.prompts (group_id, local_date, text, category, source)"
             " VALUES (%s, %s, 'Bench prompt?', 'bench', 'manual')",
             (self.id, self._day),
@@ -171,7 +188,7 @@ def clear_jobs(conn: psycopg.Connection[Any]) -> None:
 def notification_jobs(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT count(*) FROM broseph.job_records"
-        " WHERE job_type IN ('SendNotification', 'NotifyMembers')"
+        " WHERE job_type IN ('DeliverGroupEvent', 'SendNotification', 'NotifyMembers')"
     )
     return int(_one(row))
 
@@ -184,15 +201,19 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
 
 def measure(
     conn: psycopg.Connection[Any],
+    group: Group,
     table: str,
     statement: Callable[[], None],
     before: Callable[[], None],
     repeats: int,
-) -> tuple[list[float], list[float], int]:
+) -> tuple[list[float], list[float], list[float], list[float], list[float], int]:
     """
-    (with-trigger ms, baseline ms, jobs per run): INSERT + COMMIT, the two alternating.
+    (with-trigger ms, baseline ms, the same two of the INSERT alone, the notify trigger's own
+    time by EXPLAIN ANALYZE, jobs per run): INSERT + COMMIT, the two alternating; then as many
+    runs under EXPLAIN ANALYZE.
     """
     timed: dict[bool, list[float]] = {True: [], False: []}
+    alone: dict[bool, list[float]] = {True: [], False: []}
     jobs = 0
     for _ in range(repeats):
         for enabled in (False, True):
@@ -201,12 +222,20 @@ def measure(
             start_jobs = notification_jobs(conn)
             started = time.perf_counter()
             statement()
+            inserted = time.perf_counter()
             conn.commit()
             timed[enabled].append((time.perf_counter() - started) * 1000)
+            alone[enabled].append((inserted - started) * 1000)
             if enabled:
                 jobs = notification_jobs(conn) - start_jobs
     set_trigger(conn, table, enabled=True)
-    return timed[True], timed[False], jobs
+    group.explain, group.trigger_ms = True, []
+    for _ in range(repeats):
+        before()
+        statement()
+        conn.commit()
+    group.explain = False
+    return timed[True], timed[False], alone[True], alone[False], group.trigger_ms, jobs
 
 
 def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list[Result]:
@@ -219,7 +248,9 @@ def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list
     ]
     results = []
     for name, table, statement, before in runs:
-        with_trigger, base, jobs = measure(conn, table, statement, before, repeats)
+        with_trigger, base, statement_with, statement_base, trigger, jobs = measure(
+            conn, group, table, statement, before, repeats
+        )
         group.leave()
         results.append(
             Result(
@@ -229,6 +260,9 @@ def scenarios(conn: psycopg.Connection[Any], group: Group, repeats: int) -> list
                 statistics.median(with_trigger),
                 _p95(with_trigger),
                 statistics.median(base),
+                statistics.median(statement_with),
+                statistics.median(statement_base),
+                statistics.median(trigger),
             )
         )
     return results
@@ -238,26 +272,28 @@ def _p95(samples: list[float]) -> float:
     return sorted(samples)[max(0, round(0.95 * len(samples)) - 1)]
 
 
-def measure_all(url: str, *, members: int, repeats: int) -> list[Result]:
+SIZES = (6, 600, 6000)
+SMOKE_SIZES = (6, 60, 600)
+
+
+def measure_all(url: str, *, sizes: tuple[int, ...], repeats: int) -> list[Result]:
     """
-    Every scenario for the large group and the inline-limit group, on a migrated database.
+    Every scenario for each group size, on a migrated database.
     """
     with psycopg.connect(url) as conn:
-        inline_max = _one(conn.execute("SELECT broseph.notify_inline_max()"))
         results = []
-        # inline_max - 1: with a newcomer the group is exactly at the limit.
-        for size in (members, inline_max - 1):
+        for size in sizes:
             results += scenarios(conn, Group(conn, size), repeats)
         return results
 
 
-def run(server_url: str, *, members: int, repeats: int) -> list[Result]:
+def run(server_url: str, *, sizes: tuple[int, ...], repeats: int) -> list[Result]:
     """
     The measurements, on a throwaway database of the server at `server_url`.
     """
     with scratch_database(server_url) as url:
         asyncio.run(migrate.migrate(url))
-        return measure_all(url, members=members, repeats=repeats)
+        return measure_all(url, sizes=sizes, repeats=repeats)
 
 
 # --- as one of `python -m bench`'s benchmarks (bench/harness.py) -----------------------------
@@ -270,8 +306,8 @@ _SCENARIOS = (
     ("member_joins", "member joins"),
     ("prompt_stored", "prompt stored"),
 )
-_GROUPS = (("large", "1,000-member group"), ("inline", "group at the inline limit"))
-metrics = tuple(
+_GROUPS = (("small", "small group"), ("medium", "medium group"), ("large", "large group"))
+_PER_SCENARIO = tuple(
     Metric(
         f"notify_{group}_{key}",
         f"(9) {label}: {name}, INSERT + COMMIT",
@@ -282,43 +318,81 @@ metrics = tuple(
     for group, label in _GROUPS
     for key, name in _SCENARIOS
 )
+_TRIGGER_TIME = tuple(
+    Metric(
+        f"notify_{group}_trigger",
+        f"(9) {label}: the notify trigger's own time (EXPLAIN ANALYZE), slowest scenario",
+        "ms",
+        decimals=2,
+    )
+    for group, label in _GROUPS
+)
+metrics = (
+    *_PER_SCENARIO,
+    *_TRIGGER_TIME,
+    Metric(
+        "notify_growth",
+        "(9) flatness: the notify trigger's own time (EXPLAIN ANALYZE), large group − small"
+        " group, worst scenario",
+        "ms",
+        target=at_most(1, "ms"),
+        decimals=2,
+    ),
+    Metric(
+        "notify_jobs_per_event",
+        "(9) jobs enqueued per event, largest of any scenario",
+        "count",
+        target=at_most(1),
+    ),
+)
 
 
 async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
-    members = ctx.size(full=1000, smoke=50)
+    sizes = SMOKE_SIZES if ctx.smoke else SIZES
     runs = ctx.size(full=15, smoke=2)
     ctx.note(
-        f"(9) large group: {members:,} members; inline group: notify_inline_max() members with "
-        f"the newcomer; {runs} alternating runs per side per repetition, medians."
+        f"(9) groups of {', '.join(f'{n:,}' for n in sizes)} members (small, medium, large); "
+        f"{runs} alternating runs per side per repetition, medians."
     )
     for _ in range(ctx.reps):
         await ctx.db.reset()
-        results = await asyncio.to_thread(measure_all, ctx.db.url, members=members, repeats=runs)
+        results = await asyncio.to_thread(measure_all, ctx.db.url, sizes=sizes, repeats=runs)
         keys = [f"notify_{group}_{key}" for group, _ in _GROUPS for key, _ in _SCENARIOS]
-        yield {
+        sample: Repetition = {
             key: Sample(r.median_ms, r.base_median_ms) for key, r in zip(keys, results, strict=True)
         }
+        n = len(_SCENARIOS)
+        small, large = results[:n], results[-n:]
+        for index, (group, _) in enumerate(_GROUPS):
+            own = results[index * n : (index + 1) * n]
+            sample[f"notify_{group}_trigger"] = Sample(max(r.trigger_ms for r in own))
+        sample["notify_growth"] = Sample(
+            max(lg.trigger_ms - sm.trigger_ms for sm, lg in zip(small, large, strict=True))
+        )
+        sample["notify_jobs_per_event"] = Sample(float(max(r.jobs for r in results)))
+        yield sample
 
 
 def table(results: list[Result], *, repeats: int) -> str:
     lines = [
         "Notification triggers: INSERT + COMMIT of one row, with the trigger vs the same "
         f"statement without it ({repeats} runs each, alternating)",
-        f"{'group':<13} {'scenario':<26} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}"
+        f"{'group':<14} {'scenario':<26} {'jobs':>5} {'median ms':>10} {'p95 ms':>8}"
         f" {'baseline ms':>12} {'ratio':>6}",
     ]
     for r in results:
         lines.append(
-            f"{r.group:<13} {r.scenario:<26} {r.jobs:>5} {r.median_ms:>10.2f} {r.p95_ms:>8.2f}"
+            f"{r.group:<14} {r.scenario:<26} {r.jobs:>5} {r.median_ms:>10.2f} {r.p95_ms:>8.2f}"
             f" {r.base_median_ms:>12.2f} {r.ratio:>6.2f}"
         )
     return "\n".join(lines)
 
 
 def main(
-    members: Annotated[int, typer.Option(help="Members of the large group.")] = 1000,
     repeats: Annotated[int, typer.Option(help="Timed runs per scenario (each side).")] = 30,
-    smoke: Annotated[bool, typer.Option(help="50 members, 3 runs: checks it runs.")] = False,
+    smoke: Annotated[
+        bool, typer.Option(help="6, 60, 600 members, 3 runs: checks it runs.")
+    ] = False,
 ) -> None:
     """
     Time the inserting transaction with and without the notification triggers.
@@ -326,9 +400,10 @@ def main(
     url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not url:
         raise typer.BadParameter("set DATABASE_URL or TEST_DATABASE_URL")
+    sizes = SIZES
     if smoke:
-        members, repeats = 50, 3
-    typer.echo(table(run(url, members=members, repeats=repeats), repeats=repeats))
+        sizes, repeats = SMOKE_SIZES, 3
+    typer.echo(table(run(url, sizes=sizes, repeats=repeats), repeats=repeats))
 
 
 if __name__ == "__main__":

@@ -1,105 +1,103 @@
 """
-(8) The 08:00 wave: every group reaches its prompt hour at once.
+(8) The 08:00 wave: every group's prompt becomes visible at once, and every member is told.
 
-N groups of 6 members (one device each) in a time zone whose local time is past PROMPT_HOUR.
-The tick: `generate_prompt.fan_out(services, now)` — what the `prompt_fanout` periodic task runs —
-enqueues one GeneratePrompt per group. Worker processes (the production app and services; the
-real openai and firebase-admin SDKs) write each prompt through the OpenAI stand-in (300 ms a
-reply); storing it fires the new_prompt trigger (SendNotification per member, same transaction);
-each SendNotification pushes through the FCM stand-in (20 ms a reply).
+N groups of 6 members (one device each). The publish tick is ONE statement that makes all N
+prompts visible — for now an INSERT … SELECT of the prompts (issue 14 part 1's publish function
+replaces it), which fires the prompts trigger: broseph.notify_prompts_published enqueues one
+DeliverGroupEvent per group (migrations/0040). Worker processes (the production app and
+services; the real firebase-admin SDK) each run one job per group: one decision query, one
+statement of skips (none here), one transaction opening 6 notifications and marking 6 deliveries
+sending, one `send_each_async` of 6 messages to the FCM stand-in (20 ms a reply, HTTP/2, TLS), one
+transaction recording the answers.
 
-Measured: wall time from the tick to the last new_prompt push recorded at the stand-in; the ideal
-for the configured concurrency = outside-service work ÷ job slots (N × 300 ms + 6N × 20 ms, over
-processes × concurrency); efficiency = ideal ÷ actual; where the time went; and lost / duplicated
-work (every group one prompt, every device exactly one new_prompt push). And whether the wave
-waited or computed (bench/accounting.py): the CPU per job of the worker processes and their own
-Postgres backends; the stand-ins' CPU apart (they run in the bench process, with the tick); the
-CPU floor — all the measured CPU over the cores, the wall time no scheduling could beat at this
-cost per job (a floor near the wall time means the wave is CPU-bound: more slots would not help,
-only cheaper jobs, or fewer); the machine's busy share as context; and per job the workers'
-round trips, the database's transactions and WAL.
+Baselines, in the same run against the same stand-in:
+- the push line: raw firebase-admin `send_each_async` of the same N × 6 messages (one call per
+  group), no database, no queue, in as many processes at the same concurrency
+  (bench/push_line.py); the wave's wall time ÷ the push line's is the figure to keep ≤ 1.5×;
+- a raw procrastinate no-op job: N of them through raw procrastinate workers of the same
+  processes × concurrency, their CPU (processes + their Postgres backends) per job; the wave's
+  CPU per group (workers + their backends, bench/accounting.py) ÷ that is the figure to keep ≤ 10.
+
+Measured besides: jobs per group per day (the prompt's GeneratePrompt counted as one, plus the
+deliveries), lost / duplicated pushes (every device exactly one new_prompt push), where the time
+went (the publish statement, the deliveries), and per group the workers' round trips, the
+database's transactions and WAL, the stand-ins' CPU and the machine's busy share as context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from bench import accounting, cpu, workers
-from bench.harness import Context, Metric, Repetition, Sample, at_least, at_most
-from broseph import services
-from broseph.jobs import generate_prompt
-from broseph.settings import Settings
+from bench import accounting, cpu, processing, workers
+from bench.harness import Context, Metric, Repetition, Sample, at_most, ratio_at_most
 from tests.standins.fcm_server import FcmStandIn
-from tests.standins.openai_server import OpenAIStandIn
 
 number = 8
 title = "The 08:00 wave"
 MEMBERS = 6
-AI_LATENCY = 0.300
 FCM_LATENCY = 0.020
 PROCESSES = 2
 CONCURRENCY = 10
+RAW_QUEUE = "bench_wave_raw"
 metrics = (
     Metric(
         "wall",
-        "(8) wave: tick → last new_prompt push",
+        "(8) wave: publish tick → last new_prompt push",
         "s",
-        baseline="ideal: outside-service work ÷ job slots",
-        decimals=1,
-    ),
-    Metric(
-        "efficiency",
-        "(8) wave efficiency (ideal ÷ actual)",
-        "ratio",
-        target=at_least(0.8),
+        baseline="push line: raw firebase-admin send_each_async of the same messages, same"
+        " stand-in and concurrency, no database",
+        target=ratio_at_most(1.5),
         decimals=2,
     ),
-    Metric("fanout", "(8) where: fan-out (tick → every GeneratePrompt committed)", "s", decimals=1),
-    Metric("ai", "(8) where: prompts (first → last GeneratePrompt done)", "s", decimals=1),
     Metric(
-        "notify",
-        "(8) where: notification fan-out (first → last SendNotification queued)",
-        "s",
+        "cpu_group",
+        "(8) CPU per group: worker processes + their Postgres backends",
+        "ms",
+        baseline="CPU per raw procrastinate no-op job, same processes × concurrency",
+        target=ratio_at_most(10),
         decimals=1,
     ),
-    Metric("push", "(8) where: pushes (first SendNotification start → last push)", "s", decimals=1),
-    Metric("faults", "(8) lost + duplicated (prompts, pushes)", "count", target=at_most(0)),
+    Metric(
+        "jobs_group",
+        "(8) jobs per group per day (GeneratePrompt + deliveries)",
+        "count",
+        target=at_most(2),
+        decimals=2,
+    ),
+    Metric("faults", "(8) lost + duplicated pushes", "count", target=at_most(0)),
+    Metric("publish", "(8) where: the publish statement (N prompts, the trigger)", "s", decimals=2),
+    Metric("pickup", "(8) where: publish committed → first delivery started", "s", decimals=2),
+    Metric("deliver", "(8) where: first delivery started → last push", "s", decimals=2),
     Metric(
         "busy",
         "(8) CPU busy, tick → last push (share of all cores, every process: load, context)",
         "%",
         decimals=0,
     ),
-    Metric(
-        "cpu_job",
-        "(8) CPU per job (GeneratePrompt or SendNotification): worker processes + their"
-        " Postgres backends",
-        "ms",
-        decimals=1,
-    ),
     Metric("cpu_worker", "(8) … of which the worker processes", "ms", decimals=1),
     Metric(
         "cpu_standins",
-        "(8) stand-ins' CPU per job (the bench process hosting them and the tick)",
+        "(8) stand-in's CPU per group (the bench process hosting it and the tick)",
         "ms",
         decimals=1,
     ),
     Metric(
         "cpu_floor",
-        "(8) CPU floor: all measured CPU (workers, their backends, stand-ins, tick) ÷ cores",
+        "(8) CPU floor: all measured CPU (workers, their backends, stand-in, tick) ÷ cores",
         "s",
         decimals=1,
     ),
-    Metric("trips", "(8) round trips per job (workers ↔ Postgres)", "count", decimals=2),
-    Metric("xacts", "(8) Postgres transactions per job", "count", decimals=2),
-    Metric("wal", "(8) WAL per job (this database's records, full-page images apart)", "bytes"),
+    Metric("trips", "(8) round trips per group (workers ↔ Postgres)", "count", decimals=2),
+    Metric("xacts", "(8) Postgres transactions per group", "count", decimals=2),
+    Metric("wal", "(8) WAL per group (this database's records, full-page images apart)", "bytes"),
 )
 TICK_APP = "bench-tick"
 
@@ -174,80 +172,138 @@ def _is_new_prompt(message: dict[str, Any]) -> bool:
     return isinstance(data, dict) and data.get("type") == "new_prompt"
 
 
-async def phases(conn: psycopg.AsyncConnection[Any]) -> dict[str, float]:
+async def publish(conn: psycopg.AsyncConnection[Any], local_date: datetime.date) -> None:
     """
-    First and last times of each phase, from the records (the database's clock, epoch seconds).
+    The publish tick: one statement makes every group's prompt visible (the trigger enqueues the
+    deliveries in the same transaction).
+    """
+    await conn.execute(
+        "INSERT INTO public.prompts (group_id, local_date, text, category, source)"
+        " SELECT g.id, %s, 'What made you laugh today?', 'bench', 'manual'"
+        "   FROM public.groups g",
+        (local_date,),
+    )
+
+
+async def phases(conn: psycopg.AsyncConnection[Any]) -> tuple[float, float, int]:
+    """
+    (first delivery started, last delivery finished) — the database's clock, epoch seconds — and
+    the delivery jobs; every one must have completed.
     """
     cur = await conn.execute(
-        "SELECT job_type, extract(epoch FROM min(created_at))::float8,"
-        " extract(epoch FROM max(created_at))::float8,"
-        " extract(epoch FROM min(started_at))::float8,"
-        " extract(epoch FROM max(finished_at))::float8,"
-        " count(*) FILTER (WHERE status <> 'completed')"
-        " FROM broseph.job_records GROUP BY job_type"
+        "SELECT extract(epoch FROM min(started_at))::float8,"
+        " extract(epoch FROM max(finished_at))::float8, count(*)::int,"
+        " count(*) FILTER (WHERE status <> 'completed')::int"
+        " FROM broseph.job_records WHERE job_type = 'DeliverGroupEvent'"
     )
-    found: dict[str, float] = {}
-    for (
-        job_type,
-        created_first,
-        created_last,
-        started,
-        finished,
-        unfinished,
-    ) in await cur.fetchall():
-        if unfinished:
-            raise RuntimeError(f"wave: {unfinished} {job_type} jobs did not complete")
-        key = {"GeneratePrompt": "prompt", "SendNotification": "notify"}.get(job_type, job_type)
-        found |= {
-            f"{key}_created_first": created_first,
-            f"{key}_created_last": created_last,
-            f"{key}_started": started,
-            f"{key}_finished": finished,
-        }
-    return found
+    row = await cur.fetchone()
+    assert row is not None
+    started, finished, jobs, unfinished = row
+    if unfinished or not jobs:
+        raise RuntimeError(f"wave: {unfinished} of {jobs} DeliverGroupEvent jobs did not complete")
+    return float(started), float(finished), int(jobs)
 
 
 async def job_count(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute(
-        "SELECT count(*) FROM broseph.job_records"
-        " WHERE job_type IN ('GeneratePrompt', 'SendNotification')"
-    )
+    cur = await conn.execute("SELECT count(*) FROM broseph.job_records")
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def faults(conn: psycopg.AsyncConnection[Any], fcm: FcmStandIn, groups: int) -> int:
-    cur = await conn.execute("SELECT count(*) FROM public.prompts")
-    row = await cur.fetchone()
-    prompts = int(row[0]) if row else 0
+def faults(fcm: FcmStandIn, groups: int) -> int:
     pushes = [r.identifier for r in fcm.requests if _is_new_prompt(r.message)]
-    lost = (groups - prompts) + (groups * MEMBERS - len(set(pushes)))
+    lost = groups * MEMBERS - len(set(pushes))
     duplicated = len(pushes) - len(set(pushes))
     return lost + duplicated
 
 
+async def push_line(fcm: FcmStandIn, groups: int) -> float:
+    """
+    The push line's wall time: PROCESSES processes, started together, each sending its share of
+    the groups at CONCURRENCY; from the start to the last request at the stand-in.
+    """
+    fcm.reset()
+    shares = [groups // PROCESSES + (1 if i < groups % PROCESSES else 0) for i in range(PROCESSES)]
+    env = {**os.environ, "SSL_CERT_FILE": fcm.ca_file}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.push_line",
+            "--fcm-url",
+            fcm.base_url,
+            "--groups",
+            str(share),
+            "--members",
+            str(MEMBERS),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--tag",
+            str(i),
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for i, share in enumerate(shares)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        if (await proc.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("push line: a process did not start")
+    start = time.monotonic()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    for proc in procs:
+        assert proc.stdout is not None
+        done = (await proc.stdout.readline()).split()
+        await proc.wait()
+        if done[:1] != [b"done"] or done[1:] != [b"0"]:
+            raise RuntimeError(f"push line: {b' '.join(done).decode() or 'no answer'}")
+    if len(fcm.requests) != groups * MEMBERS:
+        raise RuntimeError(f"push line: {len(fcm.requests)} of {groups * MEMBERS} requests")
+    return max(r.received_at for r in fcm.requests) - start
+
+
+async def raw_noop_cpu(ctx: Context, n: int, raw: list[workers.WorkerProcess]) -> float:
+    """
+    CPU (ms) per raw procrastinate no-op job: N of them through the raw workers, their processes
+    and their own backends.
+    """
+    await ctx.db.reset()
+    group = cpu.Group("raw", tuple(w.pid for w in raw), tuple(w.app_name for w in raw))
+    interval = await accounting.begin(ctx, [group], counters=[w.round_trips_file for w in raw])
+    await processing.enqueue_noops(ctx.db, "raw", RAW_QUEUE, n)
+    _, polls = await processing.wait_done(ctx.db, RAW_QUEUE, n, within=600, live=raw)
+    account = await interval.end(
+        n, settle=True, harness_xacts=polls + accounting.CONNECTION_XACTS, db=False
+    )
+    return account.cpu_ms("raw")
+
+
 async def one_wave(
-    ctx: Context, groups: int, fcm: FcmStandIn, live: list[workers.WorkerProcess]
+    ctx: Context,
+    groups: int,
+    fcm: FcmStandIn,
+    live: list[workers.WorkerProcess],
+    raw: list[workers.WorkerProcess],
 ) -> Repetition:
+    line = await push_line(fcm, groups)
+    noop_ms = await raw_noop_cpu(ctx, groups, raw)
     await ctx.db.reset()
     fcm.reset()
-    settings = Settings(_env_file=None, database_url=ctx.db.url)  # type: ignore[call-arg]
     async with await ctx.db.connect(autocommit=True) as conn:
-        zone = await time_zone_past(conn, settings.prompt_hour)
-        await seed(conn, groups, zone)
+        await seed(conn, groups, "UTC")
+    local_date = datetime.datetime.now(datetime.UTC).date()
     epoch_offset = time.time() - time.monotonic()
     cpu_groups = [
         cpu.Group("workers", tuple(w.pid for w in live), tuple(w.app_name for w in live)),
         cpu.Group("bench", app_names=(TICK_APP,), this_process=True),
     ]
-    async with AsyncConnectionPool(
-        ctx.db.url,
-        min_size=1,
-        max_size=2,
-        open=False,
-        kwargs={"application_name": TICK_APP},
-    ) as pool:
-        await pool.open(wait=True)
+    async with await psycopg.AsyncConnection.connect(
+        ctx.db.url, autocommit=True, application_name=TICK_APP
+    ) as tick_conn:
         interval = await accounting.begin(
             ctx,
             cpu_groups,
@@ -255,40 +311,35 @@ async def one_wave(
             keep=(accounting.WORKER_APP, TICK_APP),
         )
         tick = time.monotonic()
-        sent = await generate_prompt.fan_out(
-            services.Services(settings=settings, pool=pool), int(time.time())
-        )
-        fanned_out = time.monotonic()
-    if sent != groups:
-        raise RuntimeError(f"wave: the fan-out sent {sent} jobs for {groups} groups")
+        await publish(tick_conn, local_date)
+        published = time.monotonic()
     await wait_for_pushes(fcm, groups * MEMBERS, live)
-    # Every SendNotification finishes (records its outcome) just after its push: the interval
-    # (CPU, transactions, WAL) closes 2 s after the last push, when all have.
+    # Every delivery records its answers just after its push: the interval (CPU, transactions,
+    # WAL) closes 2 s after the last push, when all have.
     await asyncio.sleep(2)
     async with await ctx.db.connect(autocommit=True) as conn:
         jobs = await job_count(conn)
-    account = await interval.end(jobs, settle=True, harness_xacts=1 + accounting.CONNECTION_XACTS)
+    account = await interval.end(groups, settle=True, harness_xacts=1 + accounting.CONNECTION_XACTS)
     last_push = max(r.received_at for r in fcm.requests if _is_new_prompt(r.message))
     async with await ctx.db.connect(autocommit=True) as conn:
-        at = await phases(conn)
-        fault_count = await faults(conn, fcm, groups)
+        started, _, deliveries = await phases(conn)
+    if deliveries != groups:
+        raise RuntimeError(f"wave: {deliveries} DeliverGroupEvent jobs for {groups} groups")
     used = account.cpu
     workers_cpu, bench_cpu = used.groups["workers"], used.groups["bench"]
     measured = workers_cpu.total + bench_cpu.total
-    wall = last_push - tick
-    ideal = (groups * AI_LATENCY + groups * MEMBERS * FCM_LATENCY) / (PROCESSES * CONCURRENCY)
     return {
-        "wall": Sample(wall, ideal),
-        "efficiency": Sample(ideal / wall),
-        "fanout": Sample(fanned_out - tick),
-        "ai": Sample(at["prompt_finished"] - at["prompt_started"]),
-        "notify": Sample(at["notify_created_last"] - at["notify_created_first"]),
-        "push": Sample(last_push + epoch_offset - at["notify_started"]),
-        "faults": Sample(fault_count),
+        "wall": Sample(last_push - tick, line),
+        "cpu_group": Sample(account.cpu_ms("workers"), noop_ms),
+        # The prompt's own job (GeneratePrompt, issue 14 part 1) is one per group per day.
+        "jobs_group": Sample(1 + jobs / groups),
+        "faults": Sample(faults(fcm, groups)),
+        "publish": Sample(published - tick),
+        "pickup": Sample(started - (published + epoch_offset)),
+        "deliver": Sample(last_push + epoch_offset - started),
         "busy": Sample(100 * used.busy_share),
-        "cpu_job": Sample(account.cpu_ms("workers")),
-        "cpu_worker": Sample(1000 * workers_cpu.processes / jobs),
-        "cpu_standins": Sample(1000 * bench_cpu.total / jobs),
+        "cpu_worker": Sample(1000 * workers_cpu.processes / groups),
+        "cpu_standins": Sample(1000 * bench_cpu.total / groups),
         "cpu_floor": Sample(measured / (os.cpu_count() or 1)),
         "trips": Sample(account.round_trips_per_job),
         "xacts": Sample(account.xacts_per_job),
@@ -300,33 +351,40 @@ async def rounds(ctx: Context) -> AsyncIterator[Repetition]:
     groups = ctx.options.get("wave_groups", 1_000)
     slots = PROCESSES * CONCURRENCY
     ctx.note(
-        f"(8) {groups:,} groups × {MEMBERS} members (1 device each) per repetition;"
-        f" {PROCESSES} worker processes × concurrency {CONCURRENCY} = {slots} job slots;"
-        f" OpenAI stand-in {AI_LATENCY * 1000:.0f} ms, FCM stand-in {FCM_LATENCY * 1000:.0f} ms"
-        " (HTTP/2, TLS); ideal = (N × 0.3 s + 6N × 0.02 s) ÷ slots."
+        f"(8) {groups:,} groups × {MEMBERS} members (1 device each) per repetition; publish tick ="
+        f" one INSERT … SELECT of the {groups:,} prompts; {PROCESSES} worker processes ×"
+        f" concurrency {CONCURRENCY} = {slots} job slots (queue notifications); FCM stand-in"
+        f" {FCM_LATENCY * 1000:.0f} ms (HTTP/2, TLS); push line: {PROCESSES} processes ×"
+        f" {CONCURRENCY} concurrent send_each_async of {MEMBERS} messages; raw no-op: {groups:,}"
+        f" jobs through {PROCESSES} raw procrastinate processes × concurrency {CONCURRENCY}."
     )
-    with (
-        OpenAIStandIn(latency=AI_LATENCY) as openai,
-        FcmStandIn(latency=FCM_LATENCY, http2=True) as fcm,
-    ):
+    with FcmStandIn(latency=FCM_LATENCY, http2=True) as fcm:
         live = [
             workers.WorkerProcess(
                 "wave",
                 ctx.db.url,
-                [],
+                ["notifications"],
                 concurrency=CONCURRENCY,
                 log_file=ctx.workdir / f"worker-wave-{i}.log",
-                extra={"openai-url": openai.base_url, "fcm-url": fcm.base_url},
+                extra={"fcm-url": fcm.base_url},
                 env={"SSL_CERT_FILE": fcm.ca_file},
             )
             for i in range(PROCESSES)
         ]
+        raw = [
+            workers.WorkerProcess(
+                "raw",
+                ctx.db.url,
+                [RAW_QUEUE],
+                concurrency=CONCURRENCY,
+                log_file=ctx.workdir / f"worker-wave-raw-{i}.log",
+            )
+            for i in range(PROCESSES)
+        ]
         try:
-            # These workers serve every queue: empty the database first, so nothing an earlier
-            # benchmark left (its own job types) is fetched while the wave is being set up.
             await ctx.db.reset()
-            await workers.start_all(ctx.db.url, live)
+            await workers.start_all(ctx.db.url, [*live, *raw])
             for _ in range(ctx.reps):
-                yield await one_wave(ctx, groups, fcm, live)
+                yield await one_wave(ctx, groups, fcm, live, raw)
         finally:
-            await workers.stop_all(live)
+            await workers.stop_all([*live, *raw])

@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from broseph.problems import FIX_CONFIG, Problem
 from broseph.providers.ai import PromptGenerator
 from broseph.providers.prompt_bank import OfflinePromptBank
-from broseph.providers.push import DeviceResult, PushMessage, PushSender, PushTarget
+from broseph.providers.push import DeviceResult, PushItem, PushMessage, PushSender, PushTarget
 from broseph.providers.push_outbox import OutboxPushSender
 from broseph.settings import Settings
 
@@ -169,13 +169,20 @@ def build(
     )
 
 
+def _not_served() -> RuntimeError:
+    return RuntimeError("this worker serves no push job type; its push sender was not built")
+
+
 class NotServed:
     """
     The push sender of a worker whose queues hold no job type that pushes.
     """
 
     async def send(self, message: PushMessage, targets: Sequence[PushTarget]) -> list[DeviceResult]:
-        raise RuntimeError("this worker serves no push job type; its push sender was not built")
+        raise _not_served()
+
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        raise _not_served()
 
     async def aclose(self) -> None:
         return None

@@ -23,7 +23,13 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import services, worker
-from broseph.providers.push import DeviceResult, PushMessage, PushSender, PushTarget
+from broseph.providers.push import (
+    DeviceResult,
+    PushItem,
+    PushMessage,
+    PushSender,
+    PushTarget,
+)
 from broseph.settings import Settings
 
 PAUSE_ENV = "PUSH_PAUSE_SECONDS"
@@ -43,6 +49,12 @@ class PausingSender:
     async def send(self, message: PushMessage, targets: Sequence[PushTarget]) -> list[DeviceResult]:
         results = await self.inner.send(message, targets)
         log.warning("push_test_pause", seconds=self.seconds, kind=message.kind)
+        await asyncio.sleep(self.seconds)
+        return results
+
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        results = await self.inner.send_each(items)
+        log.warning("push_test_pause", seconds=self.seconds, kind=items[0].message.kind)
         await asyncio.sleep(self.seconds)
         return results
 

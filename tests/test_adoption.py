@@ -146,14 +146,14 @@ async def test_app_tables_are_adopted_listed_and_the_jobs_run_end_to_end(
             " FROM broseph.job_records"
         )
         row = await cur.fetchone()
-        return row["open"] == 0 and row["n"] >= 6
+        return row["open"] == 0 and row["n"] >= 4
 
     await wait_until(all_done, within=30)
     cur = await conn.execute("SELECT job_type FROM broseph.job_records ORDER BY 1")
     assert {r["job_type"] for r in await cur.fetchall()} == {
         "GeneratePrompt",
         "ProcessEngagement",
-        "SendNotification",
+        "DeliverGroupEvent",
     }
     today = datetime.datetime.now(datetime.UTC).date()
     cur = await conn.execute(

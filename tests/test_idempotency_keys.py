@@ -1,6 +1,7 @@
 """
 Every idempotency key built in SQL agrees with its builder in `broseph.idempotency`: the
-new_prompt trigger's keys (migrations/0007) are the builder's, and the queries that skip what is
+new_prompt trigger's keys (migrations/0040) are the builder's, a group delivery recognises exactly
+the builder's key of a member's own (quiet hours) delivery, and the queries that skip what is
 already enqueued (prompt fan-out, reminders) recognise exactly the builder's key — a record under
 any other spelling of the same ids does not stop them.
 """
@@ -11,6 +12,8 @@ import datetime
 import uuid
 
 from broseph import enqueue, idempotency, sql
+from broseph.jobs import deliver_group_event
+from broseph.jobs.deliver_group_event import DeliverGroupEvent
 from broseph.jobs.generate_prompt import GeneratePrompt
 from broseph.jobs.send_notification import NotificationData, SendNotification
 from broseph.notify import reminders
@@ -44,21 +47,50 @@ async def _keys(conn, job_type: str) -> set[str]:
 
 async def test_the_new_prompt_trigger_builds_the_builders_keys(conn):
     small = await factories.group(conn, name="Small")
-    members = await _members(conn, small, 3)
+    await _members(conn, small, 3)
     prompt = await factories.prompt(conn, small, TODAY)
-    assert await _keys(conn, "SendNotification") == {
-        idempotency.new_prompt(user, prompt) for user in members
+    large = await factories.group(conn, name="Large")
+    await _members(conn, large, 30)
+    other = await factories.prompt(conn, large, TODAY)
+    # One delivery per prompt, whatever the group's size.
+    assert await _keys(conn, "DeliverGroupEvent") == {
+        idempotency.new_prompt_fanout(prompt),
+        idempotency.new_prompt_fanout(other),
     }
 
-    # Above the inline limit the trigger enqueues one NotifyMembers job instead.
-    await conn.execute(
-        "CREATE OR REPLACE FUNCTION broseph.notify_inline_max() RETURNS integer"
-        " LANGUAGE sql STABLE AS $$ SELECT 1 $$"
+
+async def _handed_off(conn, payload: DeliverGroupEvent, record_id: uuid.UUID) -> bool:
+    [row] = await sql.rows(
+        conn,
+        "group_event_members",
+        {
+            **payload.model_dump(),
+            "record_id": record_id,
+            "quiet_key": deliver_group_event.own_key_pattern(record_id, payload),
+        },
     )
-    large = await factories.group(conn, name="Large")
-    await _members(conn, large, 2)
-    fanned = await factories.prompt(conn, large, TODAY)
-    assert await _keys(conn, "NotifyMembers") == {idempotency.new_prompt_fanout(fanned)}
+    return bool(row["handed_off"])
+
+
+async def test_the_group_delivery_recognises_exactly_the_builders_member_keys(conn):
+    gid = await factories.group(conn, name="Crew")
+    [user] = await _members(conn, gid, 1)
+    prompt = await factories.prompt(conn, gid, TODAY)
+    record = uuid.uuid4()
+    data = NotificationData(group_id=gid, prompt_id=prompt)
+    for kind, key, other in [
+        ("new_prompt", idempotency.new_prompt(user, prompt), f"new_prompt:{prompt}:{user}"),
+        ("new_message", idempotency.quiet_member(record, user), f"quiet:{user}:{record}"),
+    ]:
+        payload = DeliverGroupEvent(group_id=gid, type=kind, prompt_id=prompt)  # type: ignore[arg-type]
+        own = SendNotification(user_id=user, type=kind, data=data)  # type: ignore[arg-type]
+        # The same ids under another spelling do not count (another message id: no coalescing) …
+        elsewhere = own.model_copy(update={"data": data.model_copy(update={"message_id": record})})
+        await enqueue.enqueue(conn, elsewhere, idempotency_key=other)
+        assert not await _handed_off(conn, payload, record)
+        # … the builder's key does: that member's delivery is their own job's.
+        await enqueue.enqueue(conn, own, idempotency_key=key)
+        assert await _handed_off(conn, payload, record)
 
 
 async def _fanout_targets(conn) -> list[uuid.UUID]:

@@ -1,8 +1,9 @@
 """
 A worker killed (-9) between the FCM call and recording FCM's answers, then another worker: each
 device receives the notification at most twice (counted at the FCM stand-in), however many times
-that happens — the bound of broseph/notify/delivery.py. Without a crash, exactly once
-(tests/test_send_notification.py).
+that happens — the bound of broseph/notify/delivery.py — through the group delivery a message's
+trigger enqueues (DeliverGroupEvent). Without a crash, exactly once
+(tests/test_send_notification.py, tests/test_deliver_group_event.py).
 
 Workers run as `procrastinate --app tests.notify_crash_app.app worker` subprocesses — the
 production app, configured only through the environment: service-account credentials
@@ -127,7 +128,8 @@ async def _crash_scenario(conn, fcm, workers, service_account, *, crashes: int):
     # The real path: a message's trigger enqueues the notification (no debounce for the test).
     await conn.execute("ALTER TABLE public.messages ENABLE TRIGGER broseph_messages_notify")
     await conn.execute(
-        "UPDATE broseph.job_types SET coalesce_delay = interval '0' WHERE name = 'SendNotification'"
+        "UPDATE broseph.job_types SET coalesce_delay = interval '0'"
+        " WHERE name = 'DeliverGroupEvent'"
     )
     victims = []
     for n in range(crashes):
@@ -139,7 +141,7 @@ async def _crash_scenario(conn, fcm, workers, service_account, *, crashes: int):
         assert [len(fcm.requests_for(d.identifier)) for d in w.devices] == [n + 1] * 3
         victim.kill()
     cur = await conn.execute(
-        "SELECT id FROM broseph.job_records WHERE job_type = 'SendNotification'"
+        "SELECT id FROM broseph.job_records WHERE job_type = 'DeliverGroupEvent'"
     )
     [rid] = [row["id"] for row in await cur.fetchall()]
     row = await notification_row(conn, rid)

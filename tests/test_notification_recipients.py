@@ -1,7 +1,7 @@
 """
-"Who is notified" is one rule (broseph.notification_recipients, migrations/0037): the triggers'
-inline path (small groups, in the inserting transaction) and the NotifyMembers fan-out (large
-groups, in the worker) reach the same members, case by case.
+"Who is notified" is one rule (broseph.notification_recipients, migrations/0037): a group event's
+delivery (DeliverGroupEvent's decision query, migrations/0040) and the NotifyMembers fan-out that
+old queued jobs still run reach the same members, case by case.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from broseph import sql
 from tests import factories
 
 # Each role is one member of the group; whether the rule notifies them, per notification type.
-# Preferences and quiet hours are decided when SendNotification runs, for both paths alike: such
+# Preferences and quiet hours are decided per member after the rule, for both paths alike: such
 # members are recipients here.
 ROLES: dict[str, dict[str, bool]] = {
     "plain": {"new_message": True, "friend_joined": True, "new_prompt": True},
@@ -55,7 +55,7 @@ async def _arrange(conn: Any) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
 
 async def _event(conn: Any, kind: str, gid: uuid.UUID, users: dict[str, uuid.UUID]) -> dict:
     """
-    Make the event happen (the triggers' inline path runs); the NotifyMembers params for it.
+    Make the event happen (its trigger enqueues the delivery); the NotifyMembers params for it.
     """
     if kind == "new_message":
         sender = await factories.user(conn, name="sender")
@@ -83,23 +83,40 @@ async def _event(conn: Any, kind: str, gid: uuid.UUID, users: dict[str, uuid.UUI
 
 
 @pytest.mark.parametrize("kind", ["new_message", "friend_joined", "new_prompt"])
-async def test_the_inline_trigger_and_the_fan_out_notify_the_same_members(conn, kind):
+async def test_the_group_delivery_and_the_fan_out_notify_the_same_members(conn, kind):
     gid, users = await _arrange(conn)
     fan_out = await _event(conn, kind, gid, users)
     by_id = {user_id: role for role, user_id in users.items()}
 
     cur = await conn.execute(
-        "SELECT (params ->> 'user_id')::uuid AS user_id FROM broseph.job_records"
-        " WHERE job_type = 'SendNotification' AND params ->> 'type' = %s"
-        "   AND (%s::text IS NULL OR params -> 'data' ->> 'friend_id' = %s::text)",
+        "SELECT id, params FROM broseph.job_records"
+        " WHERE job_type = 'DeliverGroupEvent' AND params ->> 'type' = %s"
+        "   AND (%s::text IS NULL OR params ->> 'friend_id' = %s::text)",
         (kind, fan_out["friend_id"], fan_out["friend_id"]),
     )
-    inline = {by_id.get(row["user_id"], "?") for row in await cur.fetchall()}
+    [job] = await cur.fetchall()
+    params = job["params"]
+    decided = await sql.rows(
+        conn,
+        "group_event_members",
+        {
+            "group_id": gid,
+            "type": kind,
+            "prompt_id": params.get("prompt_id"),
+            "friend_id": params.get("friend_id"),
+            "record_id": job["id"],
+            "quiet_key": "none",
+        },
+    )
+    # new_message: members with messages from others they have not heard about (not the sender).
+    group = {
+        by_id.get(r["user_id"], "?") for r in decided if r["message_count"] or kind != "new_message"
+    }
     rows = await sql.rows(conn, "notify_members_recipients", fan_out)
     worker = {by_id.get(row["user_id"], "?") for row in rows}
 
     expected = {role for role, notified in ROLES.items() if notified.get(kind)}
-    assert inline == expected
+    assert group == expected
     assert worker == expected
 
 

@@ -1,7 +1,8 @@
 """
-The SQL-side triggers of migrations/0007: a message, a member joining or a prompt stored enqueues
-SendNotification jobs for the right members in the same transaction — coalesced, so a chatty
-group leaves at most one pending new_message job per member — and those jobs become pushes.
+The SQL-side triggers (migrations/0007, 0040): a message, a member joining or a prompt stored
+enqueues ONE DeliverGroupEvent per group event in the same transaction — coalesced, so a chatty
+group leaves at most one pending new_message delivery per group — and that job notifies the right
+members: one notification row per member, pushes through FCM.
 """
 
 # ruff: noqa: F811  (pytest fixtures imported from tests.notify_support are test arguments)
@@ -41,15 +42,25 @@ async def _jobs(conn, type_: str | None = None) -> list[dict]:
         "SELECT r.id, r.status, r.params, r.idempotency_key, r.source, j.scheduled_at,"
         " r.created_at FROM broseph.job_records r"
         " JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id"
-        " WHERE r.job_type = 'SendNotification'"
+        " WHERE r.job_type = 'DeliverGroupEvent'"
         " AND (%s::text IS NULL OR r.params ->> 'type' = %s::text) ORDER BY r.created_at, r.id",
         (type_, type_),
     )
     return [dict(row) for row in await cur.fetchall()]
 
 
-def _users(jobs: list[dict]) -> list[str]:
-    return sorted(job["params"]["user_id"] for job in jobs)
+async def _notified(conn, type_: str) -> dict[uuid.UUID, dict]:
+    cur = await conn.execute(
+        "SELECT * FROM public.notifications WHERE type = %s ORDER BY user_id", (type_,)
+    )
+    return {row["user_id"]: dict(row) for row in await cur.fetchall()}
+
+
+async def _run(conn, start_worker, jobs: list[dict]) -> None:
+    await conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now()")
+    await start_worker()
+    for job in jobs:
+        await wait_status(conn, job["id"], "completed")
 
 
 async def _group_of(conn, n: int, **kwargs) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -63,39 +74,53 @@ async def _group_of(conn, n: int, **kwargs) -> tuple[uuid.UUID, list[uuid.UUID]]
     return gid, users
 
 
-async def test_a_message_notifies_the_other_members_not_the_sender_nor_the_muted(conn):
+async def test_a_message_notifies_the_other_members_not_the_sender_nor_the_muted(
+    conn, app, start_worker
+):
     gid, (sender, a, b, muted) = await _group_of(conn, 4)
     await conn.execute("UPDATE public.group_members SET muted = true WHERE user_id = %s", (muted,))
     assert await _jobs(conn) == []  # creating the group notified nobody
 
     await factories.message(conn, gid, sender, body="hello")
 
-    jobs = await _jobs(conn, "new_message")
-    assert _users(jobs) == sorted([str(a), str(b)])
-    for job in jobs:
-        assert job["params"]["data"] == {"group_id": str(gid)}  # ids only, no message text
-        assert (job["status"], job["source"]) == ("pending", "trigger")
+    [job] = await _jobs(conn, "new_message")
+    assert job["params"] == {"group_id": str(gid), "type": "new_message"}  # ids only, no text
+    assert (job["status"], job["source"]) == ("pending", "trigger")
     # Debounced by the type's coalesce_delay, counted from the inserting transaction.
     cur = await conn.execute("SELECT created_at FROM public.messages")
     created = (await cur.fetchone())["created_at"]
-    assert {job["scheduled_at"] - created for job in jobs} == {datetime.timedelta(seconds=5)}
+    assert job["scheduled_at"] - created == datetime.timedelta(seconds=5)
+
+    await _run(conn, start_worker, [job])
+    rows = await _notified(conn, "new_message")
+    assert set(rows) == {a, b}
+    assert {(r["status"], r["reason"], r["record_id"]) for r in rows.values()} == {
+        ("skipped", "no live devices", job["id"])
+    }
 
 
-async def test_one_insert_of_several_senders_notifies_each_member_once(conn):
+async def test_one_insert_of_several_senders_notifies_each_member_once(conn, app, start_worker):
     gid, (a, b, c) = await _group_of(conn, 3)
     await conn.execute(
         "INSERT INTO public.messages (group_id, sender_id, body)"
         " VALUES (%s, %s, 'x'), (%s, %s, 'y')",
         (gid, a, gid, b),
     )
-    # a and b each hear about the other's message; c about both, once.
-    assert _users(await _jobs(conn, "new_message")) == sorted(map(str, (a, b, c)))
+    jobs = await _jobs(conn, "new_message")
+    assert len(jobs) == 1
+    await _run(conn, start_worker, jobs)
+    # c hears about both, once. (a and b wrote at the same instant as each other: the rule of
+    # new_message_summary counts from a member's own latest message, so neither hears about the
+    # other's.)
+    rows = await _notified(conn, "new_message")
+    assert {u: r["message_count"] for u, r in rows.items()} == {c: 2}
 
 
-async def test_fifty_messages_in_a_group_of_twenty_leave_one_pending_job_per_member(
+async def test_fifty_messages_in_a_group_of_twenty_leave_one_pending_delivery_for_the_group(
     conn, db_url, app, start_worker
 ):
     gid, members = await _group_of(conn, 20)
+    other_gid, other_members = await _group_of(conn, 3)
     senders = members[:5]
     rng = random.Random(4)
 
@@ -104,29 +129,29 @@ async def test_fifty_messages_in_a_group_of_twenty_leave_one_pending_job_per_mem
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as client:
             for _ in range(n):
                 await factories.message(client, gid, rng.choice(senders), body="secret text")
+            await factories.message(client, other_gid, other_members[0], body="other group")
 
     await asyncio.gather(*(chat(10) for _ in range(5)))
 
     cur = await conn.execute("SELECT count(*) AS n FROM public.messages")
-    assert (await cur.fetchone())["n"] == 50
+    assert (await cur.fetchone())["n"] == 55
     jobs = await _jobs(conn, "new_message")
-    by_member = {m: [j for j in jobs if j["params"]["user_id"] == str(m)] for m in members}
-    assert all(len(found) <= 1 for found in by_member.values())
-    # Everyone who did not send all 50 has exactly one; nobody has more.
-    assert sum(len(found) for found in by_member.values()) == 20
+    # Coalesced per group: one pending delivery for each group, whatever the burst.
+    assert sorted(j["params"]["group_id"] for j in jobs) == sorted([str(gid), str(other_gid)])
     assert {j["status"] for j in jobs} == {"pending"}
 
-    # The eventual push (development outbox) says how many: all 50 for a member who never wrote.
-    await conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now()")
-    await start_worker()
-    for job in jobs:
-        await wait_status(conn, job["id"], "completed")
+    # The eventual notification says how many: all 50 for a member who never wrote.
+    await _run(conn, start_worker, jobs)
+    rows = {u: r for u, r in (await _notified(conn, "new_message")).items() if r["group_id"] == gid}
+    # A sender hears about the messages after their own latest one; one with none is not told.
     cur = await conn.execute(
-        "SELECT n.user_id, n.status, n.message_count, n.reason FROM public.notifications n"
-        " WHERE n.type = 'new_message'"
+        "SELECT s.sender_id FROM public.messages s WHERE s.group_id = %s GROUP BY s.sender_id"
+        " HAVING EXISTS (SELECT 1 FROM public.messages o WHERE o.group_id = %s"
+        "   AND o.sender_id <> s.sender_id AND o.created_at > max(s.created_at))",
+        (gid, gid),
     )
-    rows = {r["user_id"]: r for r in await cur.fetchall()}
-    assert len(rows) == 20
+    told = {row["sender_id"] for row in await cur.fetchall()}
+    assert set(rows) == {*members[5:], *told}
     for quiet in members[5:]:
         assert rows[quiet]["message_count"] == 50
         assert rows[quiet]["status"] == "skipped"  # no device to send to
@@ -139,11 +164,10 @@ async def test_the_eventual_push_counts_the_coalesced_messages(conn, app, start_
     await add_device(conn, sam)
     for sender in (ana, ben, ana, ana, ben):
         await factories.message(conn, gid, sender, body="do not log me")
-    [job] = [j for j in await _jobs(conn, "new_message") if j["params"]["user_id"] == str(sam)]
-    await conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now()")
-    await start_worker()
+    jobs = await _jobs(conn, "new_message")
+    assert len(jobs) == 1
+    await _run(conn, start_worker, jobs)
 
-    await wait_status(conn, job["id"], "completed")
     cur = await conn.execute("SELECT title, body, data FROM broseph.push_outbox")
     [push] = await cur.fetchall()
     assert push["body"] == messages_body(5, 2, ["Ben", "Ana"])  # the latest sender first
@@ -155,7 +179,7 @@ async def test_a_rolled_back_message_enqueues_nothing(conn, db_url):
     async with await psycopg.AsyncConnection.connect(db_url) as client:
         await factories.message(client, gid, a)
         cur = await client.execute(
-            "SELECT count(*) AS n FROM broseph.job_records WHERE job_type = 'SendNotification'"
+            "SELECT count(*) AS n FROM broseph.job_records WHERE job_type = 'DeliverGroupEvent'"
         )
         assert (await cur.fetchone())[0] == 1  # visible inside the transaction
         await client.rollback()
@@ -167,7 +191,7 @@ async def test_a_client_insert_under_rls_enqueues_through_the_security_definer_t
 ):
     # On plain PostgreSQL and on a Supabase-like database (tests/profiles.py).
     conn = profile_conn
-    gid, (a, b) = await _group_of(conn, 2)
+    gid, (a, _b) = await _group_of(conn, 2)
     async with conn.transaction():
         await as_client(conn, "authenticated", a)
         await conn.execute(
@@ -176,23 +200,35 @@ async def test_a_client_insert_under_rls_enqueues_through_the_security_definer_t
         )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             async with conn.transaction():
-                await conn.execute("SELECT broseph.enqueue('SendNotification', '{}')")
-    assert _users(await _jobs(conn, "new_message")) == [str(b)]
+                await conn.execute("SELECT broseph.enqueue('DeliverGroupEvent', '{}')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with conn.transaction():
+                await conn.execute("SELECT broseph.notify_prompts_published(ARRAY[]::uuid[])")
+    [job] = await _jobs(conn, "new_message")
+    assert job["params"]["group_id"] == str(gid)
 
 
-async def test_a_member_joining_notifies_the_members_already_there(conn):
+async def test_a_member_joining_notifies_the_members_already_there(conn, app, start_worker):
     gid, (a, b, muted) = await _group_of(conn, 3)
     await conn.execute("UPDATE public.group_members SET muted = true WHERE user_id = %s", (muted,))
     newcomer = await factories.user(conn, name="Newcomer")
     await factories.member(conn, gid, newcomer)
 
-    jobs = await _jobs(conn, "friend_joined")
-    assert _users(jobs) == sorted([str(a), str(b)])
-    assert {str(j["params"]["data"]["friend_id"]) for j in jobs} == {str(newcomer)}
-    assert {j["params"]["data"]["group_id"] for j in jobs} == {str(gid)}
+    [job] = await _jobs(conn, "friend_joined")
+    assert job["params"] == {
+        "group_id": str(gid),
+        "type": "friend_joined",
+        "friend_id": str(newcomer),
+    }
+    await _run(conn, start_worker, [job])
+    rows = await _notified(conn, "friend_joined")
+    assert set(rows) == {a, b}
+    assert {(r["data"]["friend_id"], r["status"], r["reason"]) for r in rows.values()} == {
+        (str(newcomer), "skipped", "no live devices")
+    }
 
 
-async def test_a_stored_prompt_notifies_every_member_once(conn):
+async def test_a_stored_prompt_notifies_every_member_once(conn, app, start_worker):
     gid, members = await _group_of(conn, 4)
     await conn.execute(
         "UPDATE public.group_members SET muted = true WHERE user_id = %s", (members[0],)
@@ -205,12 +241,15 @@ async def test_a_stored_prompt_notifies_every_member_once(conn):
         " VALUES (%s, %s, 'again', 'x', 'manual') ON CONFLICT DO NOTHING",
         (gid, today),
     )
+    # Publishing it again (issue 14 part 1's publish statement) adds nothing either.
+    await conn.execute("SELECT broseph.notify_prompts_published(%s)", ([prompt_id],))
 
-    jobs = await _jobs(conn, "new_prompt")
-    assert _users(jobs) == sorted(map(str, members[1:]))
-    assert {j["idempotency_key"] for j in jobs} == {
-        f"new_prompt:{m}:{prompt_id}" for m in members[1:]
-    }
+    [job] = await _jobs(conn, "new_prompt")
+    assert job["idempotency_key"] == f"new_prompt:{prompt_id}"
+    await _run(conn, start_worker, [job])
+    rows = await _notified(conn, "new_prompt")
+    assert set(rows) == set(members[1:])
+    assert {r["record_id"] for r in rows.values()} == {job["id"]}
 
 
 async def test_a_stored_prompt_reaches_the_members_devices_through_fcm(
@@ -230,73 +269,9 @@ async def test_a_stored_prompt_reaches_the_members_devices_through_fcm(
             "body": "Best book?",
         }
         assert request.message["data"]["prompt_id"] == str(prompt_id)
-
-
-async def _group_above_inline_limit(conn) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    cur = await conn.execute("SELECT broseph.notify_inline_max() AS n")
-    limit = (await cur.fetchone())["n"]
-    # One more member than the limit, plus one muted (muted members do not count).
-    gid, members = await _group_of(conn, limit + 2)
-    await conn.execute(
-        "UPDATE public.group_members SET muted = true WHERE user_id = %s", (members[-1],)
-    )
-    return gid, members
-
-
-async def _fanouts(conn) -> list[dict]:
-    cur = await conn.execute(
-        "SELECT r.id, r.params, r.status, r.idempotency_key, j.scheduled_at"
-        " FROM broseph.job_records r JOIN procrastinate_jobs j ON j.id = r.procrastinate_job_id"
-        " WHERE r.job_type = 'NotifyMembers' ORDER BY r.created_at, r.id"
-    )
-    return [dict(row) for row in await cur.fetchall()]
-
-
-async def test_a_large_group_gets_one_fan_out_job_in_the_transaction(conn, app, start_worker):
-    gid, members = await _group_above_inline_limit(conn)
-    ana, ben, muted = members[0], members[1], members[-1]
-    for sender in (ana, ana, ana, ben):
-        await factories.message(conn, gid, sender)
-
-    # The inserting transactions enqueued one fan-out per sender (coalesced), no per-member jobs.
-    assert await _jobs(conn, "new_message") == []
-    fanouts = await _fanouts(conn)
-    assert sorted(f["params"].get("sender_id") for f in fanouts) == sorted(map(str, (ana, ben)))
-    assert {f["params"]["type"] for f in fanouts} == {"new_message"}
-
-    await conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now()")
-    await start_worker()
-    for fanout in fanouts:
-        await wait_status(conn, fanout["id"], "completed")
-    jobs = await _jobs(conn, "new_message")
-    # Everyone but the muted member: Ana and Ben each hear about the other's messages. (A member
-    # whose job from the first fan-out already ran gets a second from the other one.)
-    assert set(_users(jobs)) == {str(m) for m in members if m != muted}
-    assert max(_users(jobs).count(u) for u in _users(jobs)) <= len(fanouts)
-    assert {j["params"]["data"]["group_id"] for j in jobs} == {str(gid)}
-
-
-async def test_a_large_group_fans_out_joins_and_prompts_in_the_worker(conn, app, start_worker):
-    gid, members = await _group_above_inline_limit(conn)
-    newcomer = await factories.user(conn, name="Newcomer")
-    await factories.member(conn, gid, newcomer)
-    prompt_id = await factories.prompt(conn, gid, datetime.date(2026, 11, 27))
-    fanouts = await _fanouts(conn)
-    assert {f["params"]["type"]: f["idempotency_key"] for f in fanouts} == {
-        "friend_joined": None,
-        "new_prompt": f"new_prompt:{prompt_id}",
-    }
-    assert await _jobs(conn, "friend_joined") == await _jobs(conn, "new_prompt") == []
-
-    await start_worker()
-    for fanout in fanouts:
-        await wait_status(conn, fanout["id"], "completed")
-    listening = list(members[:-1])  # the muted member hears nothing
-    joined = await _jobs(conn, "friend_joined")
-    assert _users(joined) == sorted(map(str, listening))  # not the newcomer
-    assert {j["params"]["data"]["friend_id"] for j in joined} == {str(newcomer)}
-    prompts = await _jobs(conn, "new_prompt")
-    assert _users(prompts) == sorted(map(str, [*listening, newcomer]))
-    assert {j["idempotency_key"] for j in prompts} == {
-        f"new_prompt:{u}:{prompt_id}" for u in [*listening, newcomer]
-    }
+    rows = await _notified(conn, "new_prompt")
+    assert {r["status"] for r in rows.values()} == {"sent"}
+    # Each member's push names their own notification.
+    assert {
+        fcm.requests_for(d.identifier)[0].message["data"]["notification_id"] for d in devices
+    } == {str(r["id"]) for r in rows.values()}

@@ -168,10 +168,18 @@ async def test_jobs_for_a_group_with_an_unknown_time_zone_complete(conn, app, st
         "SELECT job_type, status, last_error FROM broseph.job_records ORDER BY job_type"
     )
     rows = await cur.fetchall()
-    # Its prompt, its analytics, and the new_prompt push to its member (no device: skipped).
+    # Its prompt, its analytics, and the group's deliveries (the message, the new prompt) to its
+    # member of an unknown zone (no device: skipped, read as UTC for quiet hours).
     assert {r["job_type"] for r in rows} == {
         "GeneratePrompt",
         "ProcessEngagement",
-        "SendNotification",
+        "DeliverGroupEvent",
     }
     assert all(r["status"] == "completed" for r in rows), rows
+    cur = await conn.execute(
+        "SELECT type, status, reason FROM public.notifications WHERE user_id = %s ORDER BY type",
+        (marsian,),
+    )
+    assert [tuple(r.values()) for r in await cur.fetchall()] == [
+        ("new_prompt", "skipped", "no live devices")
+    ]

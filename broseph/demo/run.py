@@ -89,7 +89,7 @@ async def _run(settings: Settings, n_groups: int, console: Console) -> int:
     name, _, members = world.CROWD
     console.print(
         f"seeded {n_groups} groups in {zones} time zones, and {name} with {members} members"
-        " (its notifications fan out through NotifyMembers)"
+        " (one delivery job per event, like every group's)"
     )
 
     app = worker.create_app(settings)
@@ -162,7 +162,7 @@ def _commands(url: str | None) -> list[str]:
     broseph, procrastinate = show.script("broseph"), show.script("procrastinate")
     lines = [f"export DATABASE_URL={shlex.quote(url)}"] if url else []
     lines += [
-        f"{broseph} jobs list --type NotifyMembers",
+        f"{broseph} jobs list --type DeliverGroupEvent",
         f"{broseph} jobs stats",
         f"{procrastinate} --app broseph.worker.app shell",
     ]

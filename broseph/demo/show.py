@@ -142,7 +142,7 @@ async def notifications(conn: psycopg.AsyncConnection[Any], since: datetime.date
     What the development outbox received (no FIREBASE_CREDENTIALS_FILE), and every outcome.
     """
     shown = table(
-        "SendNotification: pushes delivered to the development outbox (broseph.push_outbox),"
+        "Pushes delivered to the development outbox (broseph.push_outbox),"
         f" the newest {OUTBOX_PER_TYPE} of each type",
         [("type", "key"), ("to", "key"), ("device", "key"), ("title", "text"), ("body", "text")],
     )
@@ -168,15 +168,15 @@ async def notifications(conn: psycopg.AsyncConnection[Any], since: datetime.date
 
 async def fanouts(conn: psycopg.AsyncConnection[Any], since: datetime.datetime) -> Shown:
     """
-    The fan-outs, and for each kind the command that shows its first one.
+    The group deliveries, and for each kind the command that shows its first one.
     """
     shown = table(
-        "NotifyMembers: a large group's notifications fanned out, one SendNotification per member",
+        "DeliverGroupEvent: one delivery job per group event, every member decided in it",
         [
             ("group", "key"),
             ("type", "key"),
-            ("fan-outs", "number"),
-            ("members\nnotified", "number"),
+            ("jobs", "number"),
+            ("members", "number"),
             ("status", "key"),
         ],
     )

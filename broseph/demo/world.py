@@ -3,9 +3,9 @@ The demo's small Broseph world, and what its people do while the worker runs.
 
 - `seed`: groups in six time zones with a few members each (joining one by one, so earlier
   members hear of later ones: friend_joined), a day and a half of messages, a phone per person,
-  one fresh message per group; and a crowd — a group larger than broseph.notify_inline_max()
-  whose notifications fan out through NotifyMembers.
-- `newcomer`: someone joins the crowd (its friend_joined fan-out).
+  one fresh message per group; and a crowd — a larger group, whose notifications are one
+  DeliverGroupEvent per event as every group's.
+- `newcomer`: someone joins the crowd (its friend_joined delivery).
 - `enqueue_yesterday` / `enqueue_prompts`: the Python face of enqueue.
 - `answer_prompts`: members answer their group's new prompt (the response rate).
 """

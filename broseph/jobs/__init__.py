@@ -7,10 +7,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from broseph.jobs import generate_prompt, notify_members, process_engagement, send_notification
+from broseph.jobs import (
+    deliver_group_event,
+    generate_prompt,
+    notify_members,
+    process_engagement,
+    send_notification,
+)
 from broseph.jobs.base import JobPayload, JobType, Periodic
 
-_MODULES = (process_engagement, generate_prompt, send_notification, notify_members)
+_MODULES = (
+    process_engagement,
+    generate_prompt,
+    send_notification,
+    notify_members,
+    deliver_group_event,
+)
 
 CATALOGUE: dict[str, JobType] = {m.JOB.name: m.JOB for m in _MODULES}
 PERIODIC: tuple[Periodic, ...] = tuple(p for m in _MODULES for p in getattr(m, "PERIODIC", ()))

@@ -1,6 +1,10 @@
 """
 NotifyMembers: one SendNotification for every member of a large group, from the worker.
 
+Retired by migrations/0040: the triggers enqueue one DeliverGroupEvent per group event
+(broseph/jobs/deliver_group_event.py) whatever the group's size. The type stays in the catalogue
+so NotifyMembers jobs queued before the upgrade still run, as below.
+
 The triggers of migrations/0007 notify the members of a group in the inserting transaction only
 up to `broseph.notify_inline_max()` members; beyond that each enqueue would lengthen a client's
 INSERT, so they enqueue this one job instead (in the same transaction, so the notifications are
@@ -16,25 +20,18 @@ nothing twice.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from broseph import enqueue, idempotency, sql
-from broseph.jobs.base import Id, JobPayload, JobRun, JobType, Requires
+from broseph.jobs.base import Id, JobRun, JobType
+from broseph.jobs.deliver_group_event import DeliverGroupEvent
 from broseph.jobs.send_notification import NotificationData, SendNotification
 
 
-class NotifyMembers(JobPayload):
+# A group event's fields (DeliverGroupEvent's, `requires` included), and the sender.
+class NotifyMembers(DeliverGroupEvent):
     job_type: ClassVar[str] = "NotifyMembers"
 
-    # friend_joined names the friend, new_prompt the prompt (both faces: JobPayload.requires).
-    requires: ClassVar[Requires] = {
-        "type": {"friend_joined": ("friend_id",), "new_prompt": ("prompt_id",)}
-    }
-
-    group_id: Id
-    type: Literal["new_message", "friend_joined", "new_prompt"]
-    prompt_id: Id | None = None
-    friend_id: Id | None = None
     # new_message: the member who sent the messages (not notified).
     sender_id: Id | None = None
 

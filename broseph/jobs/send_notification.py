@@ -1,10 +1,11 @@
 """
 SendNotification: one push notification to every live device of one user.
 
-Producers: the triggers of migrations/0007 (new_message, friend_joined, new_prompt — in the same
-transaction as the message, member or prompt; for groups over `broseph.notify_inline_max()`
-members through one NotifyMembers fan-out job, broseph/jobs/notify_members.py), the
-`prompt_reminders` periodic task below, and anything else through `broseph.enqueue`. The
+Producers: the `prompt_reminders` periodic task below; a group delivery
+(broseph/jobs/deliver_group_event.py) rescheduling a member in quiet hours to the end of their
+window; NotifyMembers jobs still queued from before migrations/0040 (the triggers now enqueue one
+DeliverGroupEvent per group event instead of a SendNotification per member); and anything else
+through `broseph.enqueue`. The
 payload names the user, the type and the subjects' ids; everything the push says is read from
 the database when the job runs.
 
@@ -36,12 +37,12 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from broseph import budgets, db, enqueue, idempotency, sql
@@ -194,23 +195,14 @@ async def _open(
     """
     This job's notification row (created, or updated while pending); None if already finished.
     """
-    skipped = isinstance(decision, content.Skip)
-    opened = await sql.value(
+    opened = await delivery.open_notifications(
         conn,
-        "notification_open",
-        {
-            "user_id": payload.user_id,
-            "type": payload.type,
-            "group_id": payload.data.group_id,
-            "data": Jsonb(decision.data if isinstance(decision, content.Content) else {}),
-            "status": "skipped" if skipped else "pending",
-            "reason": decision.reason if isinstance(decision, content.Skip) else None,
-            "record_id": run.record_id,
-            "message_count": decision.message_count,
-            "covered_until": decision.covered_until,
-        },
+        record_id=run.record_id,
+        type=payload.type,
+        group_id=payload.data.group_id,
+        decisions=[(payload.user_id, decision)],
     )
-    return uuid.UUID(str(opened)) if opened else None
+    return opened.get(payload.user_id)
 
 
 async def _skip(run: JobRun, payload: SendNotification, decision: content.Skip) -> None:
@@ -251,29 +243,19 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
         if notification_id is None:
             _result(run, "skipped", "already finished (a re-run)")
             return
-        plan = await delivery.plan(conn, notification_id, payload.user_id)
-        if plan.targets:
+        sends = await delivery.plan(conn, {notification_id: payload.user_id})
+        if sends:
             # One FCM message per device from the shared FCM_MESSAGES_PER_MINUTE budget, taken
             # with the marking; refused, nothing is marked and the job snoozes once the
             # notification (pending) is committed — the re-run finds and finishes it.
-            refused = await budgets.take(
-                conn,
-                [
-                    budgets.Take(
-                        budgets.FCM_MESSAGES,
-                        len(plan.targets),
-                        run.services.settings.fcm_messages_per_minute,
-                    )
-                ],
-            )
+            refused = await take_push_budget(conn, run, len(sends))
             if refused is None:
-                await delivery.mark_sending(conn, notification_id, plan.targets)
+                await delivery.mark_sending(conn, sends)
         else:
-            summary = await delivery.summary(conn, notification_id)
-            await _conclude(conn, run, notification_id, summary)
+            await _conclude(conn, run, notification_id)
     if refused is not None:
         raise refused
-    if not plan.targets:
+    if not sends:
         return
     message = PushMessage(
         title=decision.title,
@@ -282,37 +264,41 @@ async def _deliver(run: JobRun, payload: SendNotification, decision: content.Con
         collapse_key=f"group-{payload.data.group_id}",
         kind=payload.type,
     )
-    results = await run.services.push.send(message, plan.targets)
+    results = await run.services.push.send(message, [s.target for s in sends])
     # A worker dying here (FCM answered, answers not stored) costs each device one duplicate at
     # most: tests/test_notification_crash.py kills one here, through its app's push sender.
     async with run.pool.connection() as conn, conn.transaction():
-        summary = await delivery.record(conn, notification_id, results)
-        retry_error = await _conclude(conn, run, notification_id, summary)
+        await delivery.record(conn, sends, results)
+        retry_error = await _conclude(conn, run, notification_id)
     if retry_error is not None:
         raise RetryableJobError(retry_error)
 
 
+async def take_push_budget(
+    conn: psycopg.AsyncConnection[Any], run: JobRun, messages: int
+) -> Snooze | None:
+    """
+    `messages` FCM messages from the shared FCM_MESSAGES_PER_MINUTE budget, in the caller's
+    transaction; the Snooze to raise (after committing) when there is not enough.
+    """
+    return await budgets.take(
+        conn,
+        [
+            budgets.Take(
+                budgets.FCM_MESSAGES, messages, run.services.settings.fcm_messages_per_minute
+            )
+        ],
+    )
+
+
 async def _conclude(
-    conn: psycopg.AsyncConnection[Any],
-    run: JobRun,
-    notification_id: uuid.UUID,
-    summary: delivery.Summary,
+    conn: psycopg.AsyncConnection[Any], run: JobRun, notification_id: uuid.UUID
 ) -> str | None:
     """
     Store the notification's outcome; returns the error to retry with, if devices remain.
     """
-    status, reason, retry_error = outcome(
-        summary, attempt=run.attempt, last_attempt=run.is_last_attempt
-    )
-    await conn.execute(
-        sql.query("notification_finish"),
-        {
-            "notification_id": notification_id,
-            "status": status,
-            "reason": reason,
-            "delivered": summary.reached > 0,
-        },
-    )
+    summary = (await delivery.summaries(conn, [notification_id]))[notification_id]
+    [(status, reason, retry_error)] = await conclude(conn, run, {notification_id: summary})
     _result(run, status, reason, notification_id)
     run.result.update(
         delivered=summary.delivered,
@@ -332,6 +318,31 @@ async def _conclude(
         retry=summary.retry,
     )
     return retry_error
+
+
+async def conclude(
+    conn: psycopg.AsyncConnection[Any],
+    run: JobRun,
+    summaries: Mapping[uuid.UUID, delivery.Summary],
+) -> list[tuple[str, str | None, str | None]]:
+    """
+    Store every notification's outcome from its deliveries in one statement; each one's
+    (status, reason, error to retry with), in the order of `summaries`.
+    """
+    outcomes = [
+        outcome(s, attempt=run.attempt, last_attempt=run.is_last_attempt)
+        for s in summaries.values()
+    ]
+    await conn.execute(
+        sql.query("notification_finish"),
+        {
+            "notification_ids": list(summaries),
+            "statuses": [status for status, _, _ in outcomes],
+            "reasons": [reason for _, reason, _ in outcomes],
+            "delivered": [s.reached > 0 for s in summaries.values()],
+        },
+    )
+    return outcomes
 
 
 def outcome(

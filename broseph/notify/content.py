@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,22 @@ async def _new_message(
         "new_message_summary",
         {"user_id": subject.user_id, "group_id": subject.group_id, "record_id": subject.record_id},
     )
+    return new_message(subject.group_id, subject.group_name, row, now=now, stale_after=stale_after)
+
+
+def new_message(
+    group_id: uuid.UUID,
+    group_name: str,
+    row: Mapping[str, Any],
+    *,
+    now: datetime.datetime,
+    stale_after: datetime.timedelta,
+) -> Content | Skip:
+    """
+    A new_message push from one member's summary of the messages they have not heard about
+    (message_count, sender_count, sender_names, newest_id, newest_at: the query
+    `new_message_summary`, or one row of `group_event_members`).
+    """
     count = row["message_count"]
     if count == 0:
         return Skip("no new messages since the last notification")
@@ -102,10 +119,10 @@ async def _new_message(
             covered_until=newest_at,
         )
     return Content(
-        title=subject.group_name,
+        title=group_name,
         body=messages_body(count, row["sender_count"], list(row["sender_names"])),
         data={
-            "group_id": str(subject.group_id),
+            "group_id": str(group_id),
             "message_id": str(row["newest_id"]),
             "message_count": str(count),
         },
@@ -141,9 +158,10 @@ async def _prompt(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Conte
     )
     if row is None:
         return Skip("prompt not found")
-    data = {"group_id": str(subject.group_id), "prompt_id": str(subject.prompt_id)}
     if subject.type == "new_prompt":
-        return Content(title=f"New prompt in {subject.group_name}", body=row["text"], data=data)
+        assert subject.prompt_id is not None
+        return new_prompt(subject.group_id, subject.group_name, subject.prompt_id, row["text"])
+    data = {"group_id": str(subject.group_id), "prompt_id": str(subject.prompt_id)}
     if row["answered"]:
         return Skip("prompt already answered")
     if not row["current"]:
@@ -153,16 +171,51 @@ async def _prompt(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Conte
     )
 
 
+def new_prompt(
+    group_id: uuid.UUID, group_name: str, prompt_id: uuid.UUID, text: str | None
+) -> Content | Skip:
+    """
+    A new_prompt push: the prompt's text (None: the prompt is gone).
+    """
+    if text is None:
+        return Skip("prompt not found")
+    return Content(
+        title=f"New prompt in {group_name}",
+        body=text,
+        data={"group_id": str(group_id), "prompt_id": str(prompt_id)},
+    )
+
+
 async def _friend_joined(conn: psycopg.AsyncConnection[Any], subject: Subject) -> Content | Skip:
     row = await sql.row(
         conn, "notification_friend", {"friend_id": subject.friend_id, "group_id": subject.group_id}
     )
-    if row is None:
+    assert subject.friend_id is not None
+    return friend_joined(
+        subject.group_id,
+        subject.group_name,
+        subject.friend_id,
+        None if row is None else row["display_name"],
+        row is not None and row["is_member"],
+    )
+
+
+def friend_joined(
+    group_id: uuid.UUID,
+    group_name: str,
+    friend_id: uuid.UUID,
+    display_name: str | None,
+    is_member: bool,
+) -> Content | Skip:
+    """
+    A friend_joined push: the friend's name now (None: the profile is gone).
+    """
+    if display_name is None:
         return Skip("friend not found")
-    if not row["is_member"]:
+    if not is_member:
         return Skip("the friend is no longer in the group")
     return Content(
-        title=subject.group_name,
-        body=f"{row['display_name']} joined {subject.group_name}",
-        data={"group_id": str(subject.group_id), "friend_id": str(subject.friend_id)},
+        title=group_name,
+        body=f"{display_name} joined {group_name}",
+        data={"group_id": str(group_id), "friend_id": str(friend_id)},
     )

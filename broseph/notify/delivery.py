@@ -9,6 +9,9 @@ protocol around the FCM call:
     3. the FCM call
     4. `record`        one transaction: each answer, dead tokens disabled, unanswered - 1
 
+Each step is one statement for any number of notifications: SendNotification passes one, a
+DeliverGroupEvent (broseph/jobs/deliver_group_event.py) every member's of a group event.
+
 A retry (step 1 again) resends only devices whose row is `retry`, or `sending` — the worker died
 between 3 and 4, so FCM may or may not have delivered. The duplicate bound: a device is sent to
 only while `unanswered < MAX_COPIES`, so however many times workers die at that point a device
@@ -19,13 +22,15 @@ receives a notification at most MAX_COPIES (2) times; once the bound is reached 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from broseph import sql
+from broseph.notify import content
 from broseph.providers.push import DeviceResult, Outcome, PushTarget
 
 # At most this many copies of one notification reach one device, crashes included.
@@ -35,12 +40,13 @@ FINAL: Final = frozenset({"delivered", "dead_token", "failed", "unconfirmed"})
 
 
 @dataclass(frozen=True)
-class Plan:
+class Send:
     """
-    The devices to send to now, out of the user's live devices.
+    One request to make: a notification to one of its user's devices.
     """
 
-    targets: list[PushTarget]
+    notification_id: uuid.UUID
+    target: PushTarget
 
 
 @dataclass(frozen=True)
@@ -64,42 +70,88 @@ class Summary:
         return self.delivered + self.unconfirmed
 
 
-async def plan(
-    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, user_id: uuid.UUID
-) -> Plan:
+async def open_notifications(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    record_id: uuid.UUID,
+    type: str,
+    group_id: uuid.UUID | None,
+    decisions: Sequence[tuple[uuid.UUID, content.Content | content.Skip]],
+) -> dict[uuid.UUID, uuid.UUID]:
     """
-    Step 1: who gets a request now. Runs in the caller's transaction.
+    The job's notifications of these users (user id, decision) in one statement: skipped with
+    the reason, or pending with the content's data; created on the first decision, updated by
+    later attempts while pending. User id → notification id of those written (a user whose
+    notification was already final, a re-run, is left out).
     """
-    devices = await sql.rows(
-        conn, "delivery_devices", {"notification_id": notification_id, "user_id": user_id}
+    rows = await sql.rows(
+        conn,
+        "notifications_open",
+        {
+            "type": type,
+            "group_id": group_id,
+            "record_id": record_id,
+            "user_ids": [user for user, _ in decisions],
+            "datas": [
+                Jsonb(d.data if isinstance(d, content.Content) else {}) for _, d in decisions
+            ],
+            "statuses": [
+                "skipped" if isinstance(d, content.Skip) else "pending" for _, d in decisions
+            ],
+            "reasons": [d.reason if isinstance(d, content.Skip) else None for _, d in decisions],
+            "message_counts": [d.message_count for _, d in decisions],
+            "covered_untils": [d.covered_until for _, d in decisions],
+        },
     )
-    targets: list[PushTarget] = []
-    unconfirmed: list[uuid.UUID] = []
+    return {row["user_id"]: row["id"] for row in rows}
+
+
+async def plan(
+    conn: psycopg.AsyncConnection[Any], notifications: Mapping[uuid.UUID, uuid.UUID]
+) -> list[Send]:
+    """
+    Step 1: who gets a request now, for every notification (id → its user id) at once. Runs in
+    the caller's transaction.
+    """
+    if not notifications:
+        return []
+    devices = await sql.rows(
+        conn,
+        "delivery_devices",
+        {"notification_ids": list(notifications), "user_ids": list(notifications.values())},
+    )
+    sends: list[Send] = []
+    unconfirmed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for device in devices:
         if device["status"] in FINAL:
             continue
         if device["unanswered"] >= MAX_COPIES:
             # The duplicate bound, reached without an answer: marked final, never sent again.
-            unconfirmed.append(device["device_id"])
+            unconfirmed.append((device["notification_id"], device["device_id"]))
             continue
-        targets.append(PushTarget(device["device_id"], device["kind"], device["identifier"]))
+        target = PushTarget(device["device_id"], device["kind"], device["identifier"])
+        sends.append(Send(device["notification_id"], target))
     if unconfirmed:
         await conn.execute(
             sql.query("deliveries_unconfirmed"),
-            {"notification_id": notification_id, "device_ids": unconfirmed},
+            {
+                "notification_ids": [n for n, _ in unconfirmed],
+                "device_ids": [d for _, d in unconfirmed],
+            },
         )
-    return Plan(targets=targets)
+    return sends
 
 
-async def mark_sending(
-    conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID, targets: Sequence[PushTarget]
-) -> None:
+async def mark_sending(conn: psycopg.AsyncConnection[Any], sends: Sequence[Send]) -> None:
     """
     Step 2: the requests about to be made. The caller commits before calling FCM.
     """
     await conn.execute(
         sql.query("deliveries_sending"),
-        {"notification_id": notification_id, "device_ids": [t.device_id for t in targets]},
+        {
+            "notification_ids": [s.notification_id for s in sends],
+            "device_ids": [s.target.device_id for s in sends],
+        },
     )
 
 
@@ -113,18 +165,18 @@ _STATUS: Final = {
 
 async def record(
     conn: psycopg.AsyncConnection[Any],
-    notification_id: uuid.UUID,
+    sends: Sequence[Send],
     results: Sequence[DeviceResult],
-) -> Summary:
+) -> None:
     """
-    Step 4: FCM's answers, dead tokens disabled; returns the notification's whole picture.
-    Runs in the caller's transaction.
+    Step 4: FCM's answers (`results[i]` answers `sends[i]`), dead tokens disabled. Runs in the
+    caller's transaction; `summaries` then gives each notification's whole picture.
     """
     if results:
         await conn.execute(
             sql.query("deliveries_outcome"),
             {
-                "notification_id": notification_id,
+                "notification_ids": [s.notification_id for s in sends],
                 "device_ids": [r.device_id for r in results],
                 "statuses": [_STATUS[r.outcome] for r in results],
                 "message_ids": [r.message_id for r in results],
@@ -141,9 +193,13 @@ async def record(
                 "reasons": [f"FCM: {r.error_code or 'dead token'}" for r in dead],
             },
         )
-    return await summary(conn, notification_id)
 
 
-async def summary(conn: psycopg.AsyncConnection[Any], notification_id: uuid.UUID) -> Summary:
-    # An aggregate: always one row.
-    return Summary(**await sql.one(conn, "delivery_summary", {"notification_id": notification_id}))
+async def summaries(
+    conn: psycopg.AsyncConnection[Any], notification_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Summary]:
+    """
+    Where each notification's deliveries stand (one statement for all of them).
+    """
+    rows = await sql.rows(conn, "delivery_summary", {"notification_ids": list(notification_ids)})
+    return {row.pop("notification_id"): Summary(**row) for row in (dict(r) for r in rows)}

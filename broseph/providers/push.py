@@ -30,6 +30,7 @@ __all__ = [
     "DeviceResult",
     "LoggingPushSender",
     "Outcome",
+    "PushItem",
     "PushMessage",
     "PushSender",
     "PushTarget",
@@ -123,6 +124,16 @@ class DeviceResult:
     reason: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class PushItem:
+    """
+    One message to one device: what `PushSender.send_each` takes, one per request.
+    """
+
+    message: PushMessage
+    target: PushTarget
+
+
 class PushSender(Protocol):
     """
     Sends one message to many devices; the port job code depends on.
@@ -132,6 +143,14 @@ class PushSender(Protocol):
         """
         Send `message` to every target; one result per target, in the same order. Never raises
         for delivery problems: they are results.
+        """
+        ...
+
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        """
+        Send each item's message to its target (messages may differ: one per member of a group
+        event), at most `MAX_BATCH` per `send_each_async`; one result per item, in the same
+        order. Never raises for delivery problems: they are results.
         """
         ...
 
@@ -154,14 +173,26 @@ class LoggingPushSender:
         """
         Pretend to deliver to every target.
         """
-        results = [
+        results = self._deliver(targets)
+        log_summary("push.dev_sent", message, results, dry_run=False)
+        return results
+
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        """
+        Pretend to deliver every item.
+        """
+        results = self._deliver([item.target for item in items])
+        if items:
+            log_summary("push.dev_sent", items[0].message, results, dry_run=False)
+        return results
+
+    def _deliver(self, targets: Sequence[PushTarget]) -> list[DeviceResult]:
+        return [
             DeviceResult(
                 t.device_id, Outcome.DELIVERED, message_id=f"dev/messages/{next(self._ids)}"
             )
             for t in targets
         ]
-        log_summary("push.dev_sent", message, results, dry_run=False)
-        return results
 
     async def aclose(self) -> None:
         """

@@ -35,6 +35,7 @@ from broseph.providers.push import (
     REDACTED,
     DeviceResult,
     Outcome,
+    PushItem,
     PushMessage,
     PushTarget,
     log_summary,
@@ -141,20 +142,32 @@ class FcmPushSender:
         """
         Send to every target in chunks of at most `MAX_BATCH`; one result per target, in order.
         """
-        if self._closed:
-            raise RuntimeError("FcmPushSender is closed")
-        results: list[DeviceResult] = []
-        for start in range(0, len(targets), MAX_BATCH):
-            chunk = targets[start : start + MAX_BATCH]
-            results.extend(await self._send_chunk(message, chunk))
+        results = await self._send_items([PushItem(message, t) for t in targets])
         log_summary("push.sent", message, results, dry_run=self._dry_run)
         return results
 
-    async def _send_chunk(
-        self, message: PushMessage, chunk: Sequence[PushTarget]
-    ) -> list[DeviceResult]:
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        """
+        Send each item (its own message to its own device) in chunks of at most `MAX_BATCH`,
+        one `send_each_async` per chunk; one result per item, in order.
+        """
+        results = await self._send_items(items)
+        if items:
+            log_summary("push.sent", items[0].message, results, dry_run=self._dry_run)
+        return results
+
+    async def _send_items(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        if self._closed:
+            raise RuntimeError("FcmPushSender is closed")
+        results: list[DeviceResult] = []
+        for start in range(0, len(items), MAX_BATCH):
+            results.extend(await self._send_chunk(items[start : start + MAX_BATCH]))
+        return results
+
+    async def _send_chunk(self, chunk: Sequence[PushItem]) -> list[DeviceResult]:
         # One span per FCM batch, a child of the job's attempt span: counts and outcomes only,
         # never a device's identifier or the message's text.
+        kind = chunk[0].message.kind
         with tracing.span(
             "fcm send",
             kind=SpanKind.CLIENT,
@@ -162,47 +175,46 @@ class FcmPushSender:
                 "messaging.system": "fcm",
                 "messaging.operation.type": "send",
                 "messaging.batch.message_count": len(chunk),
-                "broseph.push.kind": str(message.kind),
+                "broseph.push.kind": str(kind),
                 "broseph.push.dry_run": self._dry_run,
             },
         ) as span:
-            results = await self._send_batch(message, chunk, span)
+            results = await self._send_batch(chunk, span)
             tracing.count_outcomes(span, "broseph.push", [str(r.outcome) for r in results])
             return results
 
-    async def _send_batch(
-        self, message: PushMessage, chunk: Sequence[PushTarget], span: Any
-    ) -> list[DeviceResult]:
+    async def _send_batch(self, chunk: Sequence[PushItem], span: Any) -> list[DeviceResult]:
+        kind = chunk[0].message.kind
         try:
-            fcm_messages = [_fcm_message(message, target) for target in chunk]
+            fcm_messages = [_fcm_message(item.message, item.target) for item in chunk]
             batch = await messaging.send_each_async(
                 fcm_messages, dry_run=self._dry_run, app=self._app
             )
         except ValueError as error:
-            # The SDK validates while encoding; the payload is the same for every target, so a
+            # The SDK validates while encoding; the messages of a chunk are built alike, so a
             # rejection is permanent for all of them.
-            log.warning("push.invalid_message", kind=message.kind, error_type=type(error).__name__)
+            log.warning("push.invalid_message", kind=kind, error_type=type(error).__name__)
             tracing.failed(span, error, f"invalid message: {type(error).__name__}")
             return [
-                DeviceResult(t.device_id, Outcome.FAILED, error_code="INVALID_MESSAGE")
-                for t in chunk
+                DeviceResult(i.target.device_id, Outcome.FAILED, error_code="INVALID_MESSAGE")
+                for i in chunk
             ]
         except Exception as error:
             # Whole-batch failures (a credential refresh error escaping the SDK's gather(), as
             # UnknownError) say nothing about single devices. Some may have been delivered
             # already; a possible duplicate beats a lost notification, so retry them all.
-            log.warning("push.batch_failed", kind=message.kind, error_type=type(error).__name__)
+            log.warning("push.batch_failed", kind=kind, error_type=type(error).__name__)
             code = error.code if isinstance(error, exceptions.FirebaseError) else "UNKNOWN"
             tracing.failed(span, error, f"batch failed: {type(error).__name__} ({code})")
             return [
                 DeviceResult(
-                    t.device_id, Outcome.RETRY, error_code=code, reason=type(error).__name__
+                    i.target.device_id, Outcome.RETRY, error_code=code, reason=type(error).__name__
                 )
-                for t in chunk
+                for i in chunk
             ]
         return [
-            _result(target, response)
-            for target, response in zip(chunk, batch.responses, strict=True)
+            _result(item.target, response)
+            for item, response in zip(chunk, batch.responses, strict=True)
         ]
 
     async def aclose(self) -> None:

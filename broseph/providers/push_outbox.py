@@ -16,7 +16,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from broseph import sql
-from broseph.providers.push import DeviceResult, LoggingPushSender, PushMessage, PushTarget
+from broseph.providers.push import (
+    DeviceResult,
+    LoggingPushSender,
+    PushItem,
+    PushMessage,
+    PushTarget,
+)
 
 
 class OutboxPushSender:
@@ -32,20 +38,26 @@ class OutboxPushSender:
         """
         Deliver to the outbox: one row per target, then one result per target, in order.
         """
-        results = await self._log_sender.send(message, targets)
-        if not targets:
+        return await self.send_each([PushItem(message, t) for t in targets])
+
+    async def send_each(self, items: Sequence[PushItem]) -> list[DeviceResult]:
+        """
+        Deliver every item to the outbox in one statement; one result per item, in order.
+        """
+        results = await self._log_sender.send_each(items)
+        if not items:
             return results
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 sql.query("outbox_add"),
                 {
-                    "notification_type": message.kind,
-                    "title": message.title,
-                    "body": message.body,
-                    "data": Jsonb(message.data),
-                    "collapse_key": message.collapse_key,
-                    "device_ids": [t.device_id for t in targets],
-                    "target_kinds": [t.kind for t in targets],
+                    "notification_types": [i.message.kind for i in items],
+                    "titles": [i.message.title for i in items],
+                    "bodies": [i.message.body for i in items],
+                    "datas": [Jsonb(i.message.data) for i in items],
+                    "collapse_keys": [i.message.collapse_key for i in items],
+                    "device_ids": [i.target.device_id for i in items],
+                    "target_kinds": [i.target.kind for i in items],
                     "message_ids": [r.message_id for r in results],
                 },
             )

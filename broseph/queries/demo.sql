@@ -74,13 +74,14 @@ SELECT p.group_id, m.user_id, 'demo answer: ' || left(p.text, 60), p.id, clock_t
 RETURNING group_id;
 
 -- name: demo_fanouts
--- The demo's NotifyMembers fan-outs: one row per group and notification type.
+-- The demo's group deliveries (DeliverGroupEvent): one row per group and notification type, with
+-- the members each decided for.
 SELECT g.name AS group_name, r.params ->> 'type' AS type, count(*)::int AS fanouts,
        sum((r.result ->> 'members')::int)::int AS members,
        (array_agg(r.id ORDER BY r.created_at))[1] AS first_id,
        string_agg(DISTINCT r.status::text, ', ') AS statuses
   FROM broseph.job_records r
   JOIN public.groups g ON g.id = r.group_id
- WHERE r.job_type = 'NotifyMembers' AND r.created_at >= %(since)s
+ WHERE r.job_type = 'DeliverGroupEvent' AND r.created_at >= %(since)s
  GROUP BY g.name, r.params ->> 'type'
  ORDER BY g.name, 2;

@@ -74,14 +74,20 @@ SELECT p.display_name,
   FROM public.profiles p
  WHERE p.id = %(friend_id)s;
 
--- name: notification_open
--- This job's notification, created on its first decision and updated by later attempts while it
--- is pending. Returns nothing when it was already finished (a re-run after a crash).
+-- name: notifications_open
+-- A job's notifications of one user (SendNotification) or many (DeliverGroupEvent) in one
+-- statement: created on the first decision, updated by later attempts while pending (skipped ones
+-- are final). Returns the rows it wrote; a user whose notification was already finished (a
+-- re-run) is left out.
 INSERT INTO public.notifications AS n
     (user_id, type, group_id, data, status, reason, record_id, message_count, covered_until)
-VALUES (%(user_id)s, %(type)s, %(group_id)s, %(data)s, %(status)s, %(reason)s, %(record_id)s,
-        %(message_count)s, %(covered_until)s)
-ON CONFLICT (record_id) DO UPDATE
+SELECT x.user_id, %(type)s, %(group_id)s, x.data, x.status, x.reason, %(record_id)s,
+       x.message_count, x.covered_until
+  FROM unnest(%(user_ids)s::uuid[], %(datas)s::jsonb[], %(statuses)s::text[], %(reasons)s::text[],
+              %(message_counts)s::int[], %(covered_untils)s::timestamptz[])
+       AS x(user_id, data, status, reason, message_count, covered_until)
+ ORDER BY x.user_id
+ON CONFLICT (record_id, user_id) DO UPDATE
    SET data = EXCLUDED.data,
        status = EXCLUDED.status,
        reason = EXCLUDED.reason,
@@ -89,45 +95,51 @@ ON CONFLICT (record_id) DO UPDATE
        covered_until = greatest(n.covered_until, EXCLUDED.covered_until),
        updated_at = now()
  WHERE n.status = 'pending'
-RETURNING id, status;
+RETURNING n.id, n.user_id;
 
 -- name: notification_finish
--- The notification's outcome (sent, failed, or still pending with the reason of the retry).
--- sent_at is the first delivery's time.
-UPDATE public.notifications
-   SET status = %(status)s,
-       reason = %(reason)s,
-       sent_at = CASE WHEN %(delivered)s THEN coalesce(sent_at, now()) ELSE sent_at END,
+-- The notifications' outcomes (sent, failed, or still pending with the reason of the retry), one
+-- statement for all of them. sent_at is the first delivery's time.
+UPDATE public.notifications AS n
+   SET status = o.status,
+       reason = o.reason,
+       sent_at = CASE WHEN o.delivered THEN coalesce(n.sent_at, now()) ELSE n.sent_at END,
        updated_at = now()
- WHERE id = %(notification_id)s AND status = 'pending';
+  FROM unnest(%(notification_ids)s::uuid[], %(statuses)s::text[], %(reasons)s::text[],
+              %(delivered)s::boolean[]) AS o(id, status, reason, delivered)
+ WHERE n.id = o.id AND n.status = 'pending';
 
 -- name: delivery_devices
--- The user's live devices and where each stands for this notification (NULL status: never sent).
-SELECT t.id AS device_id, t.kind, t.identifier, d.status, coalesce(d.unanswered, 0) AS unanswered
-  FROM public.device_tokens t
+-- Each notification's user's live devices and where each stands for that notification (NULL
+-- status: never sent).
+SELECT x.notification_id, t.id AS device_id, t.kind, t.identifier, d.status,
+       coalesce(d.unanswered, 0) AS unanswered
+  FROM unnest(%(notification_ids)s::uuid[], %(user_ids)s::uuid[]) AS x(notification_id, user_id)
+  JOIN public.device_tokens t ON t.user_id = x.user_id AND t.disabled_at IS NULL
   LEFT JOIN broseph.notification_deliveries d
-    ON d.notification_id = %(notification_id)s AND d.device_id = t.id
- WHERE t.user_id = %(user_id)s AND t.disabled_at IS NULL
- ORDER BY t.created_at, t.id;
+    ON d.notification_id = x.notification_id AND d.device_id = t.id
+ ORDER BY x.notification_id, t.created_at, t.id;
 
 -- name: deliveries_sending
--- Before the FCM call, committed: these devices are being sent to (one more unanswered request).
+-- Before the FCM call, committed: these (notification, device) pairs are being sent to (one more
+-- unanswered request each).
 INSERT INTO broseph.notification_deliveries AS d
     (notification_id, device_id, status, sends, unanswered)
-SELECT %(notification_id)s, device_id, 'sending', 1, 1
-  FROM unnest(%(device_ids)s::uuid[]) AS device_id
+SELECT x.notification_id, x.device_id, 'sending', 1, 1
+  FROM unnest(%(notification_ids)s::uuid[], %(device_ids)s::uuid[]) AS x(notification_id, device_id)
 ON CONFLICT (notification_id, device_id) DO UPDATE
    SET status = 'sending', sends = d.sends + 1, unanswered = d.unanswered + 1, updated_at = now();
 
 -- name: deliveries_unconfirmed
 -- Devices sent to as often as the duplicate bound allows without an answer: final, not resent.
-UPDATE broseph.notification_deliveries
+UPDATE broseph.notification_deliveries AS d
    SET status = 'unconfirmed', updated_at = now()
- WHERE notification_id = %(notification_id)s AND device_id = ANY(%(device_ids)s::uuid[])
-   AND status = 'sending';
+  FROM unnest(%(notification_ids)s::uuid[], %(device_ids)s::uuid[]) AS x(notification_id, device_id)
+ WHERE d.notification_id = x.notification_id AND d.device_id = x.device_id
+   AND d.status = 'sending';
 
 -- name: deliveries_outcome
--- After the FCM call: each device's answer (the request is no longer unanswered).
+-- After the FCM call: each (notification, device)'s answer (the request is no longer unanswered).
 UPDATE broseph.notification_deliveries AS d
    SET status = o.status,
        unanswered = greatest(d.unanswered - 1, 0),
@@ -135,10 +147,10 @@ UPDATE broseph.notification_deliveries AS d
        error_code = o.error_code,
        reason = o.reason,
        updated_at = now()
-  FROM unnest(%(device_ids)s::uuid[], %(statuses)s::text[], %(message_ids)s::text[],
-              %(error_codes)s::text[], %(reasons)s::text[])
-       AS o(device_id, status, message_id, error_code, reason)
- WHERE d.notification_id = %(notification_id)s AND d.device_id = o.device_id;
+  FROM unnest(%(notification_ids)s::uuid[], %(device_ids)s::uuid[], %(statuses)s::text[],
+              %(message_ids)s::text[], %(error_codes)s::text[], %(reasons)s::text[])
+       AS o(notification_id, device_id, status, message_id, error_code, reason)
+ WHERE d.notification_id = o.notification_id AND d.device_id = o.device_id;
 
 -- name: devices_disable
 -- Token hygiene: devices FCM says are gone (unregistered, sender mismatch, invalid token).
@@ -148,8 +160,10 @@ UPDATE public.device_tokens AS t
  WHERE t.id = o.device_id AND t.disabled_at IS NULL;
 
 -- name: delivery_summary
--- Where a notification's deliveries stand; `retry` counts only devices that are still live.
-SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
+-- Where each notification's deliveries stand (one row per notification, none sent: zeros);
+-- `retry` counts only devices that are still live.
+SELECT x.id AS notification_id,
+       count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
        count(*) FILTER (WHERE d.status = 'unconfirmed')::int AS unconfirmed,
        count(*) FILTER (WHERE d.status = 'dead_token')::int AS dead_token,
        count(*) FILTER (WHERE d.status = 'failed')::int AS failed,
@@ -157,9 +171,10 @@ SELECT count(*) FILTER (WHERE d.status = 'delivered')::int AS delivered,
            AS retry,
        coalesce(string_agg(DISTINCT d.error_code, ', ')
                     FILTER (WHERE d.status IN ('retry', 'failed')), '') AS error_codes
-  FROM broseph.notification_deliveries d
-  JOIN public.device_tokens t ON t.id = d.device_id
- WHERE d.notification_id = %(notification_id)s;
+  FROM unnest(%(notification_ids)s::uuid[]) AS x(id)
+  LEFT JOIN broseph.notification_deliveries d ON d.notification_id = x.id
+  LEFT JOIN public.device_tokens t ON t.id = d.device_id
+ GROUP BY x.id;
 
 -- name: reminder_targets
 -- Members due a prompt_reminder at %(now)s: it is past %(hour)s:00 today in THEIR time zone,
@@ -215,13 +230,16 @@ SELECT d.user_id, d.group_id, d.prompt_id
  ORDER BY d.user_id, d.prompt_id;
 
 -- name: outbox_add
--- The development sender's deliveries, one row per device.
+-- The development sender's deliveries, one row per device (each with its own message).
 INSERT INTO broseph.push_outbox
     (device_id, target_kind, notification_type, title, body, data, collapse_key, message_id)
-SELECT o.device_id, o.target_kind, %(notification_type)s, %(title)s, %(body)s, %(data)s,
-       %(collapse_key)s, o.message_id
-  FROM unnest(%(device_ids)s::uuid[], %(target_kinds)s::text[], %(message_ids)s::text[])
-       AS o(device_id, target_kind, message_id);
+SELECT o.device_id, o.target_kind, o.notification_type, o.title, o.body, o.data, o.collapse_key,
+       o.message_id
+  FROM unnest(%(device_ids)s::uuid[], %(target_kinds)s::text[], %(notification_types)s::text[],
+              %(titles)s::text[], %(bodies)s::text[], %(datas)s::jsonb[],
+              %(collapse_keys)s::text[], %(message_ids)s::text[])
+       AS o(device_id, target_kind, notification_type, title, body, data, collapse_key,
+            message_id);
 
 -- name: demo_devices
 -- Every demo profile gets a phone: a Firebase installation id, every third one a legacy token.

@@ -5,10 +5,20 @@
  * The params of each job type, by job type name.
  */
 export interface JobParams {
+  DeliverGroupEvent: DeliverGroupEventParams;
   GeneratePrompt: GeneratePromptParams;
   NotifyMembers: NotifyMembersParams;
   ProcessEngagement: ProcessEngagementParams;
   SendNotification: SendNotificationParams;
+}
+/**
+ * The params of a DeliverGroupEvent job.
+ */
+export interface DeliverGroupEventParams {
+  groupId: string;
+  type: 'new_message' | 'friend_joined' | 'new_prompt';
+  promptId?: string | null;
+  friendId?: string | null;
 }
 /**
  * The params of a GeneratePrompt job.
@@ -53,7 +63,7 @@ export interface NotificationData {
 }
 
 /** Every job type, as `broseph.enqueue` knows it. */
-export const JOB_TYPES = ["GeneratePrompt","NotifyMembers","ProcessEngagement","SendNotification"] as const;
+export const JOB_TYPES = ["DeliverGroupEvent","GeneratePrompt","NotifyMembers","ProcessEngagement","SendNotification"] as const;
 
 export type JobType = (typeof JOB_TYPES)[number];
 
@@ -62,6 +72,12 @@ export type FieldMap = { readonly [camel: string]: string | readonly [string, Fi
 
 /** The field names of each job type's params, from camelCase to the contract's snake_case. */
 export const FIELD_NAMES: { readonly [K in JobType]: FieldMap } = {
+  "DeliverGroupEvent": {
+    "groupId": "group_id",
+    "type": "type",
+    "promptId": "prompt_id",
+    "friendId": "friend_id"
+  },
   "GeneratePrompt": {
     "groupId": "group_id",
     "localDate": "local_date"
