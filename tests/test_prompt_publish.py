@@ -88,7 +88,7 @@ async def _prompt(conn: psycopg.AsyncConnection[Any], gid: Any) -> dict[str, Any
 async def _announced(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     cur = await conn.execute(
         "SELECT idempotency_key FROM broseph.job_records"
-        " WHERE job_type = 'SendNotification' AND params ->> 'type' = 'new_prompt'"
+        " WHERE job_type = 'DeliverGroupEvent' AND params ->> 'type' = 'new_prompt'"
         " ORDER BY idempotency_key"
     )
     return [r["idempotency_key"] for r in await cur.fetchall()]
@@ -127,7 +127,7 @@ async def _record_of(conn: psycopg.AsyncConnection[Any], gid: Any) -> dict[str, 
 async def test_a_prompt_generated_ahead_waits_unpublished_then_is_published_and_announced_once(
     conn, svc, clock, start_worker
 ):
-    gid, users = await _crew(conn)
+    gid, _ = await _crew(conn)
     tick = HOUR_AT - 45 * MINUTE  # Berlin 07:15: the hour is within the 60-minute lead
 
     assert await generate_prompt.fan_out(svc, int(tick.timestamp())) == 1
@@ -144,7 +144,7 @@ async def test_a_prompt_generated_ahead_waits_unpublished_then_is_published_and_
     assert (await _prompt(conn, gid))["published_at"] is None
     assert await generate_prompt.publish(svc, int(HOUR_AT.timestamp())) == 1
     assert (await _prompt(conn, gid))["published_at"] == HOUR_AT
-    expected = sorted(f"new_prompt:{uid}:{waiting['id']}" for uid in users)
+    expected = [f"new_prompt:{waiting['id']}"]  # one group delivery (0040) tells every member
     assert await _announced(conn) == expected
     # Later ticks, and two at once, publish and announce nothing more.
     later = int((HOUR_AT + 15 * MINUTE).timestamp())
@@ -174,13 +174,13 @@ async def test_two_waiting_prompts_published_by_two_ticks_at_once_are_announced_
         generate_prompt.publish(svc, at), generate_prompt.publish(svc, at)
     )
     assert sorted(counts) == [0, 2]
-    assert len(await _announced(conn)) == 4
+    assert len(await _announced(conn)) == 2
 
 
 async def test_a_prompt_not_ready_at_the_hour_is_generated_then_and_published_as_stored(
     conn, svc, clock, start_worker
 ):
-    gid, users = await _crew(conn)
+    gid, _ = await _crew(conn)
     early = await _crew(conn)  # asked for ahead, but the AI is late: it runs after the hour
     ahead = HOUR_AT - 45 * MINUTE
     assert await generate_prompt.fan_out(svc, int(ahead.timestamp())) == 2
@@ -199,20 +199,20 @@ async def test_a_prompt_not_ready_at_the_hour_is_generated_then_and_published_as
     await wait_until(lambda: _stored(conn, gid))
     await wait_until(lambda: _stored(conn, early[0]))
 
-    for group, members in ((gid, users), early):
+    for group in (gid, early[0]):
         stored = await _prompt(conn, group)
         assert stored is not None and stored["published_at"] == clock.now
         assert stored["source"] == "openai"
         keys = await _announced(conn)
-        assert all(f"new_prompt:{uid}:{stored['id']}" in keys for uid in members)
-    assert len(await _announced(conn)) == 6
+        assert f"new_prompt:{stored['id']}" in keys
+    assert len(await _announced(conn)) == 2
     assert await generate_prompt.publish(svc, int((HOUR_AT + 15 * MINUTE).timestamp())) == 0
 
 
 async def test_the_ai_down_ahead_waits_for_the_hour_and_the_bank_answers_only_then(
     conn, svc, clock, standin, start_worker
 ):
-    gid, users = await _crew(conn)
+    gid, _ = await _crew(conn)
     clock.now = HOUR_AT - 40 * MINUTE
     standin.script(*[Reply.status(503)] * 10)
     rid = await _scheduled(conn, gid)
@@ -244,7 +244,7 @@ async def test_the_ai_down_ahead_waits_for_the_hour_and_the_bank_answers_only_th
     stored = await _prompt(conn, gid)
     assert stored is not None and stored["source"] == "offline"
     assert stored["published_at"] == clock.now
-    assert sorted(f"new_prompt:{uid}:{stored['id']}" for uid in users) == await _announced(conn)
+    assert [f"new_prompt:{stored['id']}"] == await _announced(conn)
 
 
 async def test_the_ai_down_ahead_and_back_at_the_hour_writes_the_prompt(
