@@ -1,13 +1,15 @@
 """
 (8) The 08:00 wave: every group's prompt becomes visible at once, and every member is told.
 
-N groups of 6 members (one device each). The publish tick is ONE statement that makes all N
-prompts visible — for now an INSERT … SELECT of the prompts (issue 14 part 1's publish function
-replaces it), which fires the prompts trigger: broseph.notify_prompts_published enqueues one
-DeliverGroupEvent per group (migrations/0040). Worker processes (the production app and
+N groups of 6 members (one device each), each with its prompt of the day generated ahead and
+waiting unpublished. The publish tick is ONE statement, broseph.publish_due_prompts (the
+`prompt_publish` periodic task's, migrations/0038), that publishes all N and, in the same
+transaction, calls broseph.notify_prompts_published: one DeliverGroupEvent per group
+(migrations/0040). Worker processes (the production app and
 services; the real firebase-admin SDK) each run one job per group: one decision query, one
 statement of skips (none here), one transaction opening 6 notifications and marking 6 deliveries
-sending, one `send_each_async` of 6 messages to the FCM stand-in (20 ms a reply, HTTP/2, TLS), one
+sending, one `send_each_async` of 6 messages to the FCM stand-in (20 ms a reply, TLS: the workers'
+aiohttp transport speaks HTTP/1.1 to it, the push line's stock firebase-admin HTTP/2), one
 transaction recording the answers.
 
 Baselines, in the same run against the same stand-in:
@@ -38,6 +40,7 @@ import psycopg
 
 from bench import accounting, cpu, processing, workers
 from bench.harness import Context, Metric, Repetition, Sample, at_most, ratio_at_most
+from broseph.jobs import generate_prompt
 from tests.standins.fcm_server import FcmStandIn
 
 number = 8
@@ -73,7 +76,12 @@ metrics = (
         decimals=2,
     ),
     Metric("faults", "(8) lost + duplicated pushes", "count", target=at_most(0)),
-    Metric("publish", "(8) where: the publish statement (N prompts, the trigger)", "s", decimals=2),
+    Metric(
+        "publish",
+        "(8) where: the publish statement (N prompts published, their deliveries enqueued)",
+        "s",
+        decimals=2,
+    ),
     Metric("pickup", "(8) where: publish committed → first delivery started", "s", decimals=2),
     Metric("deliver", "(8) where: first delivery started → last push", "s", decimals=2),
     Metric(
@@ -172,17 +180,26 @@ def _is_new_prompt(message: dict[str, Any]) -> bool:
     return isinstance(data, dict) and data.get("type") == "new_prompt"
 
 
-async def publish(conn: psycopg.AsyncConnection[Any], local_date: datetime.date) -> None:
+async def stage(conn: psycopg.AsyncConnection[Any], local_date: datetime.date) -> None:
     """
-    The publish tick: one statement makes every group's prompt visible (the trigger enqueues the
-    deliveries in the same transaction).
+    Every group's prompt of the day, generated ahead and waiting unpublished (as
+    GeneratePrompt stores it before the hour): the prompts trigger announces nothing yet.
     """
     await conn.execute(
-        "INSERT INTO public.prompts (group_id, local_date, text, category, source)"
-        " SELECT g.id, %s, 'What made you laugh today?', 'bench', 'manual'"
+        "INSERT INTO public.prompts (group_id, local_date, text, category, source, published_at)"
+        " SELECT g.id, %s, 'What made you laugh today?', 'bench', 'manual', NULL"
         "   FROM public.groups g",
         (local_date,),
     )
+
+
+async def publish(conn: psycopg.AsyncConnection[Any]) -> int:
+    """
+    The publish tick, as the `prompt_publish` periodic task runs it: ONE statement
+    (broseph.publish_due_prompts) publishes every due prompt and enqueues their deliveries in
+    the same transaction. The groups are in UTC and the hour is 0: all are due.
+    """
+    return await generate_prompt.publish_on(conn, datetime.datetime.now(datetime.UTC), hour=0)
 
 
 async def phases(conn: psycopg.AsyncConnection[Any]) -> tuple[float, float, int]:
@@ -295,7 +312,7 @@ async def one_wave(
     fcm.reset()
     async with await ctx.db.connect(autocommit=True) as conn:
         await seed(conn, groups, "UTC")
-    local_date = datetime.datetime.now(datetime.UTC).date()
+        await stage(conn, datetime.datetime.now(datetime.UTC).date())
     epoch_offset = time.time() - time.monotonic()
     cpu_groups = [
         cpu.Group("workers", tuple(w.pid for w in live), tuple(w.app_name for w in live)),
@@ -311,7 +328,8 @@ async def one_wave(
             keep=(accounting.WORKER_APP, TICK_APP),
         )
         tick = time.monotonic()
-        await publish(tick_conn, local_date)
+        if await publish(tick_conn) != groups:
+            raise RuntimeError("wave: the publish statement did not publish every group's prompt")
         published = time.monotonic()
     await wait_for_pushes(fcm, groups * MEMBERS, live)
     # Every delivery records its answers just after its push: the interval (CPU, transactions,
