@@ -149,10 +149,11 @@ class JobType:
     One entry of the catalogue: name, payload model, handler and retry policy.
     """
 
-    name: str
     payload: type[JobPayload]
     handle: Handler
     queue: str
+    # The payload's `job_type` unless given (test apps register one payload under other names).
+    name: str = ""
     max_attempts: int = 5
     # Exponential backoff: base * 2**(attempt-1) seconds, capped.
     backoff_base_seconds: float = 2.0
@@ -169,6 +170,10 @@ class JobType:
     coalesce_delay: datetime.timedelta | None = None
     # Jobs with equal values of these fields never run at once (procrastinate's lock).
     lock_fields: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.payload.job_type)  # frozen: set once, here
 
 
 # --- SQL field spec --------------------------------------------------------------------------

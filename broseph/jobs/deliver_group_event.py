@@ -305,7 +305,6 @@ async def _deliver(run: JobRun, payload: DeliverGroupEvent, opens: list[_Open]) 
 
 
 JOB = JobType(
-    name=DeliverGroupEvent.job_type,
     payload=DeliverGroupEvent,
     handle=handle,
     queue="notifications",

@@ -437,7 +437,6 @@ def prompt_cron(settings: Settings) -> str:
 
 
 JOB = JobType(
-    name=GeneratePrompt.job_type,
     payload=GeneratePrompt,
     handle=handle,
     queue="prompts",

@@ -76,7 +76,6 @@ def _key(run: JobRun, payload: NotifyMembers, user_id: uuid.UUID) -> str | None:
 
 
 JOB = JobType(
-    name=NotifyMembers.job_type,
     payload=NotifyMembers,
     handle=handle,
     queue="notifications",

@@ -75,7 +75,6 @@ async def nightly(services: Services, timestamp: int) -> int:
 
 
 JOB = JobType(
-    name=ProcessEngagement.job_type,
     payload=ProcessEngagement,
     handle=handle,
     queue="engagement",

@@ -379,7 +379,6 @@ def _result(
 
 
 JOB = JobType(
-    name=SendNotification.job_type,
     payload=SendNotification,
     handle=handle,
     queue="notifications",
