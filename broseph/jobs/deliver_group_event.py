@@ -256,7 +256,8 @@ async def _deliver(run: JobRun, payload: DeliverGroupEvent, opens: list[_Open]) 
             if refused is None:
                 await delivery.mark_sending(conn, sends)
         # Members without a device to send to now are concluded here.
-        idle = [nid for nid in owners if nid not in {s.notification_id for s in sends}]
+        planned = {s.notification_id for s in sends}
+        idle = [nid for nid in owners if nid not in planned]
         if idle:
             await conclude(conn, run, await delivery.summaries(conn, idle))
     if refused is not None:
