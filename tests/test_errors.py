@@ -195,7 +195,9 @@ def test_enqueue_of_an_unknown_job_type(cluster: PasswordCluster) -> None:
     )
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
-    assert line.startswith("error: unknown job type 'SendPigeon' — use one of DeliverGroupEvent, GeneratePrompt,")
+    assert line.startswith(
+        "error: unknown job type 'SendPigeon' — use one of DeliverGroupEvent, GeneratePrompt,"
+    )
 
 
 def test_debug_adds_the_traceback_still_without_secrets(cluster: PasswordCluster) -> None:
