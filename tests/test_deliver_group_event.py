@@ -147,10 +147,13 @@ async def test_members_in_quiet_hours_are_rescheduled_alone(conn, fcm, push_app,
     await without_notify_triggers(conn)
     gid, (awake, sleeping, other) = await _group(conn, 3)
     await conn.execute(
-        "UPDATE public.profiles SET time_zone = 'America/New_York' WHERE id = %s", (sleeping,)
+        "UPDATE public.profiles SET time_zone = 'America/Bogota' WHERE id = %s", (sleeping,)
     )
-    # 03:00 in New York; the window 22:00–07:00 ends at 07:00 there (12:00 UTC in winter).
-    now = datetime.datetime(2026, 12, 1, 8, 0, tzinfo=datetime.UTC)
+    # 03:00 in Bogotá (UTC-5 all year); the window 22:00–07:00 ends at 12:00 UTC. Tomorrow:
+    # the rescheduled job must stay in the database's future, or the worker (whose queue reads
+    # the real clock) would run it during the test.
+    tomorrow = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
+    now = datetime.datetime.combine(tomorrow, datetime.time(8, 0), tzinfo=datetime.UTC)
     use_clock(push_app, lambda: now)
     await set_preferences(conn, sleeping, quiet_start="22:00", quiet_end="07:00")
     _, rid = await _deliver_prompt(conn, gid)
@@ -173,7 +176,7 @@ async def test_members_in_quiet_hours_are_rescheduled_alone(conn, fcm, push_app,
         sleeping, uuid.UUID(own["params"]["data"]["prompt_id"])
     )
     rescheduled = await record(conn, own["id"])
-    assert rescheduled["scheduled_at"] == datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    assert rescheduled["scheduled_at"] == now.replace(hour=12)
     identifiers = await _identifiers(conn, [awake, sleeping, other])
     assert [fcm.delivered_to(identifiers[u]) for u in (awake, sleeping, other)] == [1, 0, 1]
 
